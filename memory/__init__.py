@@ -1,0 +1,1 @@
+"""Long-context memory: InfLLM-style units and Squeezed-Attention cached contexts."""

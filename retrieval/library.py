@@ -1,0 +1,208 @@
+"""The library of collections: the one entry point the CLI, API and workers use for
+ingesting, listing, deleting and searching."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from core.settings import Settings, get_settings
+from core.types import CollectionInfo, DocumentInfo, Hit, IngestReport, SourceDocument
+from retrieval.chunking import Chunker
+from retrieval.embedder import SentenceEmbedder
+from retrieval.errors import CollectionNotFoundError, InvalidNameError
+from retrieval.indexes import CollectionIndex
+from retrieval.ingest import FileItem, Ingestor, ProgressCallback
+from retrieval.loaders import iter_files
+from retrieval.pipeline import HybridRetriever, SearchMode
+from retrieval.rerank import CrossEncoderReranker
+from retrieval.sparse import Analyzer
+from retrieval.storage import CollectionRow, Store, validate_collection_name
+
+
+class Library:
+    """Collections of documents with their indexes. Heavy parts load on first use."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        store: Store | None = None,
+        embedder: SentenceEmbedder | None = None,
+        reranker: CrossEncoderReranker | None = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = store or Store(self.settings.storage.resolved_database_url)
+        self.embedder = embedder or SentenceEmbedder(self.settings.embedding)
+        if reranker is None and self.settings.search.rerank_model:
+            reranker = CrossEncoderReranker(self.settings.search.rerank_model, self.settings.embedding.device)
+        self.retriever = HybridRetriever(self.store, self.embedder, self.settings.search, reranker)
+        self._analyzer: Analyzer | None = None
+        self._indexes: dict[int, CollectionIndex] = {}
+        self._chunker: Chunker | None = None
+
+    def close(self) -> None:
+        self._indexes.clear()
+        self.store.close()
+
+    # collections -------------------------------------------------------------------------
+    def create_collection(self, name: str) -> CollectionInfo:
+        return self.store.create_collection(name, self.embedder.name, self.embedder.dimension)
+
+    def collection(self, name: str) -> CollectionRow:
+        row = self.store.collection(validate_collection_name(name))
+        if row.embedding_model != self.embedder.name:
+            raise InvalidNameError(
+                f"collection {name!r} was embedded with {row.embedding_model!r}, but the configured "
+                f"embedding model is {self.embedder.name!r}; set embedding.model to match"
+            )
+        return row
+
+    def collections(self) -> list[CollectionInfo]:
+        infos = self.store.collections()
+        for info in infos:
+            info.index_kind = self._index_kind(info.id)
+        return infos
+
+    def delete_collection(self, name: str) -> None:
+        collection_id = self.store.delete_collection(validate_collection_name(name))
+        self._indexes.pop(collection_id, None)
+        shutil.rmtree(self._index_dir(collection_id), ignore_errors=True)
+
+    def documents(self, name: str) -> list[DocumentInfo]:
+        return self.store.documents(self.collection(name).id)
+
+    # ingestion ---------------------------------------------------------------------------
+    def ingest_paths(
+        self,
+        name: str,
+        paths: Sequence[Path],
+        on_progress: ProgressCallback | None = None,
+        create: bool = True,
+    ) -> IngestReport:
+        """Ingest files and folders (recursively) into a collection."""
+        items = [FileItem(path, source) for path, source in iter_files([Path(p) for p in paths])]
+        return self._ingest(name, items, on_progress, create)
+
+    def ingest_documents(
+        self,
+        name: str,
+        documents: Iterable[SourceDocument],
+        on_progress: ProgressCallback | None = None,
+        create: bool = True,
+    ) -> IngestReport:
+        """Ingest documents made in code (see `loaders.text_document`)."""
+        return self._ingest(name, list(documents), on_progress, create)
+
+    def _ingest(
+        self, name: str, items: list[FileItem] | list[SourceDocument], on_progress: ProgressCallback | None, create: bool
+    ) -> IngestReport:
+        try:
+            row = self.collection(name)
+        except CollectionNotFoundError:
+            if not create:
+                raise
+            self.create_collection(name)
+            row = self.collection(name)
+        index = self._index(row.id, reconcile=False)
+        with index.write_lock():
+            index.refresh()
+            if index.reconcile(self.store.chunk_ids(row.id)):
+                index.save()
+            ingestor = Ingestor(self.store, self.embedder, self.chunker, self.settings.ingest)
+            return ingestor.run(row.name, row.id, index, items, on_progress)
+
+    def delete_document(self, name: str, key: str | int) -> DocumentInfo:
+        """Delete a document (by id or source name) with its chunks, vectors and BM25 entries."""
+        row = self.collection(name)
+        doc = self.store.find_document(row.id, key)
+        info = next(d for d in self.store.documents(row.id) if d.id == doc.id)
+        index = self._index(row.id, reconcile=False)
+        with index.write_lock():
+            index.refresh()
+            removed = self.store.delete_document(row.id, doc.id)
+            index.apply(np.zeros(0, np.int64), np.zeros((0, index.dimension), np.float32), [],
+                        np.asarray(removed, dtype=np.int64))
+            index.save()
+        return info
+
+    # search ------------------------------------------------------------------------------
+    def search(
+        self,
+        name: str,
+        query: str,
+        k: int | None = None,
+        document_ids: Sequence[int] | None = None,
+        sources: Sequence[str] | None = None,
+        mode: SearchMode | str = SearchMode.HYBRID,
+        rerank: bool = True,
+        reorder: bool = False,
+    ) -> list[Hit]:
+        """Top-k hits for `query`, best first (or in reader order with `reorder`)."""
+        row = self.collection(name)
+        self.retriever.validate(query)
+        index = self._index(row.id)
+        index.refresh()
+        allowed = None
+        if document_ids or sources:
+            allowed = self.store.chunk_ids_where(row.id, document_ids, sources)
+        return self.retriever.search(
+            index, query, k or self.settings.search.default_k, allowed, SearchMode(mode), rerank, reorder
+        )
+
+    # internals ---------------------------------------------------------------------------
+    @property
+    def chunker(self) -> Chunker:
+        if self._chunker is None:
+            s = self.settings.ingest
+            self._chunker = Chunker(self.embedder.token_ids, s.chunk_size, s.chunk_overlap)
+        return self._chunker
+
+    def _index_dir(self, collection_id: int) -> Path:
+        return self.settings.storage.index_dir / str(collection_id)
+
+    def _index_kind(self, collection_id: int) -> str:
+        index = self._indexes.get(collection_id)
+        if index is not None:
+            return index.dense.kind
+        manifest = self._index_dir(collection_id) / "manifest.json"
+        if manifest.exists():
+            import json
+
+            try:
+                return str(json.loads(manifest.read_text()).get("dense_kind", "flat"))
+            except ValueError:
+                return "unknown"
+        return "flat"
+
+    def _index(self, collection_id: int, reconcile: bool = True) -> CollectionIndex:
+        index = self._indexes.get(collection_id)
+        if index is None:
+            if self._analyzer is None:
+                self._analyzer = Analyzer()
+            store, dim = self.store, self.embedder.dimension
+            index = CollectionIndex(
+                self._index_dir(collection_id),
+                dim,
+                self.settings.index,
+                self._analyzer,
+                fetch_vectors=lambda ids: store.embeddings(ids, dim),
+                fetch_texts=lambda ids: _texts_in_order(store, ids),
+            )
+            index.refresh()
+            self._indexes[collection_id] = index
+            if reconcile:
+                with index.write_lock(blocking=False) as locked:
+                    if locked:
+                        index.refresh()
+                        if index.reconcile(self.store.chunk_ids(collection_id)):
+                            index.save()
+        return index
+
+
+def _texts_in_order(store: Store, ids: np.ndarray) -> list[str]:
+    chunks = store.chunks(ids.tolist())
+    return [chunks[int(i)].context_text for i in ids if int(i) in chunks]

@@ -1,0 +1,357 @@
+"""Turn files and raw text into `SourceDocument`s.
+
+Loaders return text in which headings, where the format has them (Markdown, HTML, DOCX),
+are Markdown `#` lines, so that one chunker can keep heading context for every format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import unicodedata
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from core.settings import IngestSettings
+from core.types import SourceDocument
+from retrieval.errors import (
+    CorruptDocumentError,
+    DocumentError,
+    DocumentTooLargeError,
+    EmptyDocumentError,
+    UndecodableTextError,
+    UnsupportedTypeError,
+)
+
+MEDIA_TYPES: dict[str, str] = {
+    ".txt": "text/plain",
+    ".text": "text/plain",
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".pdf": "application/pdf",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".json": "application/json",
+    ".jsonl": "application/x-ndjson",
+}
+_MAX_NAME = 512
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def safe_source_name(name: str) -> str:
+    """A display- and storage-safe document name: no control characters, no absolute or
+    parent-directory components, bounded length."""
+    name = unicodedata.normalize("NFC", name).replace("\\", "/")
+    name = _CONTROL.sub("", name)
+    parts = [p for p in name.split("/") if p not in ("", ".", "..")]
+    cleaned = "/".join(parts).strip()
+    if not cleaned:
+        raise DocumentError(f"document name {name!r} is empty once unsafe characters are removed")
+    return cleaned[-_MAX_NAME:]
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def media_type_for(name: str) -> str:
+    suffix = Path(name).suffix.lower()
+    try:
+        return MEDIA_TYPES[suffix]
+    except KeyError:
+        known = ", ".join(sorted(MEDIA_TYPES))
+        raise UnsupportedTypeError(
+            f"{name}: unsupported file type {suffix or '(no extension)'!r}; supported: {known}"
+        ) from None
+
+
+def iter_files(paths: list[Path]) -> Iterator[tuple[Path, str]]:
+    """Yield (file path, source name) for files and, recursively, folders. Hidden files and
+    folders are skipped in folder walks; symlinked folders are not followed (no loops)."""
+    for root in paths:
+        if not root.exists():
+            raise FileNotFoundError(f"no such file or folder: {root}")
+        if root.is_file():
+            yield root, safe_source_name(root.name)
+            continue
+        base = root.resolve().parent
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for filename in sorted(filenames):
+                if filename.startswith("."):
+                    continue
+                path = Path(dirpath) / filename
+                rel = path.resolve().relative_to(base) if path.resolve().is_relative_to(base) else path
+                yield path, safe_source_name(str(rel))
+
+
+def decode_text(data: bytes, name: str) -> str:
+    """Decode bytes as text, refusing binary content with a clear message."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise UndecodableTextError(f"{name}: invalid UTF-16 text ({exc.reason})") from None
+    if b"\x00" in data[:8192]:
+        raise UndecodableTextError(f"{name}: binary content (NUL bytes), not text")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UndecodableTextError(
+            f"{name}: not valid UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "convert it to UTF-8"
+        ) from None
+    sample = text[:8192]
+    controls = sum(1 for ch in sample if unicodedata.category(ch) == "Cc" and ch not in "\n\r\t\f")
+    if sample and controls / len(sample) > 0.01:
+        raise UndecodableTextError(f"{name}: looks like binary data (control characters), not text")
+    return text
+
+
+def _clean(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def _first_heading(text: str) -> str | None:
+    match = re.search(r"^#{1,6}\s+(.+?)\s*#*\s*$", text, flags=re.MULTILINE)
+    return match.group(1).strip() if match else None
+
+
+def _html_to_text(data: bytes, name: str) -> tuple[str, str | None]:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(decode_text(data, name), "html.parser")
+    for tag in soup(["script", "style", "noscript", "template", "svg", "head"]):
+        if tag.name == "head":
+            continue
+        tag.decompose()
+    title_tag = soup.find("title")
+    title = title_tag.get_text(" ", strip=True) if title_tag else None
+    blocks: list[str] = []
+    body = soup.body or soup
+    for el in body.find_all(["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "td", "blockquote"]):
+        if el.find_parent(["p", "li", "pre", "td", "blockquote"]):
+            continue  # its text is part of an enclosing block
+        text = el.get_text(" " if el.name != "pre" else "", strip=el.name != "pre")
+        if not text.strip():
+            continue
+        if el.name and el.name[0] == "h" and el.name[1:].isdigit():
+            blocks.append("#" * int(el.name[1:]) + " " + " ".join(text.split()))
+        elif el.name == "li":
+            blocks.append("- " + " ".join(text.split()))
+        else:
+            blocks.append(text if el.name == "pre" else " ".join(text.split()))
+    if not blocks:
+        blocks.append(" ".join(body.get_text(" ").split()))
+    return "\n\n".join(blocks), title
+
+
+def _pdf_to_text(data: bytes, name: str) -> tuple[str, dict[str, Any]]:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    if not data.lstrip()[:5].startswith(b"%PDF"):
+        raise CorruptDocumentError(f"{name}: not a PDF file (no %PDF header)")
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise CorruptDocumentError(f"{name}: the PDF is encrypted")
+        pages = [_clean(page.extract_text() or "") for page in reader.pages]
+    except CorruptDocumentError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
+        raise CorruptDocumentError(f"{name}: corrupt or unreadable PDF ({type(exc).__name__}: {exc})") from None
+    page_starts: list[int] = []
+    parts: list[str] = []
+    offset = 0
+    for page in pages:
+        page_starts.append(offset)
+        parts.append(page)
+        offset += len(page) + 2
+    text = "\n\n".join(parts)
+    if not text.strip():
+        raise EmptyDocumentError(f"{name}: the PDF has no extractable text (scanned images need OCR)")
+    return text, {"page_starts": page_starts}
+
+
+def _docx_to_text(data: bytes, name: str) -> tuple[str, str | None]:
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise CorruptDocumentError(f"{name}: not a DOCX file (not a zip archive)")
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except (PackageNotFoundError, KeyError, ValueError, zipfile.BadZipFile, OSError) as exc:
+        raise CorruptDocumentError(f"{name}: corrupt or unreadable DOCX ({type(exc).__name__}: {exc})") from None
+    blocks: list[str] = []
+    title: str | None = document.core_properties.title or None
+    for para in document.paragraphs:
+        text = " ".join(para.text.split())
+        if not text:
+            continue
+        style = (para.style.name if para.style is not None else "") or ""
+        if style == "Title":
+            blocks.append("# " + text)
+            title = title or text
+        elif style.startswith("Heading") and style[7:].strip().isdigit():
+            blocks.append("#" * min(6, int(style[7:].strip())) + " " + text)
+        else:
+            blocks.append(text)
+    for table in document.tables:
+        for row in table.rows:
+            cells = [" ".join(c.text.split()) for c in row.cells]
+            if any(cells):
+                blocks.append(" | ".join(cells))
+    return "\n\n".join(blocks), title
+
+
+def _record_text(record: Any, where: str, settings: IngestSettings) -> tuple[str, str | None, str | None]:
+    if not isinstance(record, dict):
+        raise DocumentError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    text = record.get(settings.json_text_field)
+    if not isinstance(text, str) or not text.strip():
+        raise DocumentError(f"{where}: missing or empty text field {settings.json_text_field!r}")
+    title = record.get(settings.json_title_field)
+    rid = record.get(settings.json_id_field)
+    return (
+        text,
+        str(title) if title is not None else None,
+        str(rid) if rid is not None and not isinstance(rid, (dict, list)) else None,
+    )
+
+
+def _json_records(data: bytes, name: str, jsonl: bool) -> Iterator[tuple[str, Any | DocumentError]]:
+    text = decode_text(data, name)
+    if jsonl:
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                yield f"line {lineno}", json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield f"line {lineno}", DocumentError(
+                    f"{name} line {lineno}: malformed JSON ({exc.msg})", source=f"{name}#line{lineno}"
+                )
+        return
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CorruptDocumentError(f"{name}: malformed JSON at line {exc.lineno} column {exc.colno} ({exc.msg})") from None
+    records = parsed if isinstance(parsed, list) else [parsed]
+    for index, record in enumerate(records):
+        yield f"record {index}", record
+
+
+def load_bytes(
+    data: bytes, source: str, settings: IngestSettings, media_type: str | None = None
+) -> Iterator[SourceDocument | DocumentError]:
+    """Load one file's bytes. JSON/JSONL files yield one document per record; a bad record
+    yields its error in place, so the good records still load."""
+    source = safe_source_name(source)
+    if len(data) > settings.max_file_bytes:
+        raise DocumentTooLargeError(
+            f"{source}: {len(data):,} bytes is over the limit of {settings.max_file_bytes:,} bytes "
+            "(ingest.max_file_bytes)"
+        )
+    media_type = media_type or media_type_for(source)
+    if not data.strip():
+        raise EmptyDocumentError(f"{source}: the file is empty")
+    stem = Path(source).stem
+    if media_type in ("application/json", "application/x-ndjson"):
+        seen = 0
+        for where, record in _json_records(data, source, media_type == "application/x-ndjson"):
+            if isinstance(record, DocumentError):
+                yield record
+                continue
+            try:
+                text, title, rid = _record_text(record, f"{source} {where}", settings)
+            except DocumentError as exc:
+                exc.source = safe_source_name(f"{source}#{where.replace(' ', '')}")
+                yield exc
+                continue
+            seen += 1
+            key = rid or where.replace(" ", "")
+            canonical = json.dumps(record, sort_keys=True, ensure_ascii=False).encode()
+            yield SourceDocument(
+                source=safe_source_name(f"{source}#{key}"),
+                title=title or rid or f"{stem} {where}",
+                text=_clean(text),
+                media_type="application/json",
+                content_hash=sha256(canonical),
+                size_bytes=len(canonical),
+                metadata={"record": where, **({"record_id": rid} if rid else {})},
+            )
+        if seen == 0 and media_type == "application/json":
+            raise EmptyDocumentError(f"{source}: no records with a {settings.json_text_field!r} field")
+        return
+    metadata: dict[str, Any] = {}
+    title: str | None = None
+    if media_type == "application/pdf":
+        text, metadata = _pdf_to_text(data, source)
+    elif media_type.endswith("wordprocessingml.document"):
+        text, title = _docx_to_text(data, source)
+        metadata["markdown"] = True
+    elif media_type == "text/html":
+        text, title = _html_to_text(data, source)
+        metadata["markdown"] = True
+    else:
+        text = decode_text(data, source)
+        metadata["markdown"] = media_type == "text/markdown"
+    text = _clean(text)
+    if not text:
+        raise EmptyDocumentError(f"{source}: no text in the document")
+    if metadata.get("markdown"):
+        title = title or _first_heading(text)
+    yield SourceDocument(
+        source=source,
+        title=title or stem,
+        text=text,
+        media_type=media_type,
+        content_hash=sha256(data),
+        size_bytes=len(data),
+        metadata=metadata,
+    )
+
+
+def load_file(path: Path, source: str, settings: IngestSettings) -> Iterator[SourceDocument | DocumentError]:
+    """Load a file from disk, checking its size before reading it."""
+    media_type = media_type_for(source)
+    size = path.stat().st_size
+    if size > settings.max_file_bytes:
+        raise DocumentTooLargeError(
+            f"{source}: {size:,} bytes is over the limit of {settings.max_file_bytes:,} bytes "
+            "(ingest.max_file_bytes)"
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DocumentError(f"{source}: cannot read the file ({exc.strerror})") from None
+    yield from load_bytes(data, source, settings, media_type)
+
+
+def text_document(text: str, name: str, title: str | None = None, markdown: bool = False) -> SourceDocument:
+    """A document from text given in code or through the API."""
+    if not isinstance(text, str):
+        raise DocumentError(f"{name}: text must be a string, got {type(text).__name__}")
+    cleaned = _clean(text)
+    if not cleaned:
+        raise EmptyDocumentError(f"{name}: the text is empty")
+    data = text.encode("utf-8")
+    source = safe_source_name(name)
+    return SourceDocument(
+        source=source,
+        title=title or (_first_heading(cleaned) if markdown else None) or source,
+        text=cleaned,
+        media_type="text/markdown" if markdown else "text/plain",
+        content_hash=sha256(data),
+        size_bytes=len(data),
+        metadata={"markdown": markdown},
+    )

@@ -1,0 +1,141 @@
+"""Hybrid retrieval: dense + BM25 → reciprocal rank fusion → near-duplicate removal →
+optional cross-encoder reranking → optional reordering for a reader."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import numpy as np
+
+from core.settings import SearchSettings
+from core.types import Hit
+from retrieval.embedder import SentenceEmbedder
+from retrieval.errors import InvalidQueryError
+from retrieval.fusion import reciprocal_rank_fusion
+from retrieval.indexes import CollectionIndex
+from retrieval.reorder import reorder_for_reader
+from retrieval.rerank import CrossEncoderReranker
+from retrieval.storage import StoredChunk, Store
+
+
+class SearchMode(StrEnum):
+    HYBRID = "hybrid"
+    DENSE = "dense"
+    SPARSE = "sparse"
+
+
+class HybridRetriever:
+    """Retrieves typed hits from one collection's indexes."""
+
+    def __init__(
+        self,
+        store: Store,
+        embedder: SentenceEmbedder,
+        settings: SearchSettings,
+        reranker: CrossEncoderReranker | None = None,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.settings = settings
+        self.reranker = reranker
+
+    def validate(self, query: str) -> str:
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidQueryError("the query is empty")
+        if len(query) > self.settings.max_query_chars:
+            raise InvalidQueryError(
+                f"the query has {len(query)} characters; the limit is {self.settings.max_query_chars}"
+            )
+        return query.strip()
+
+    def search(
+        self,
+        index: CollectionIndex,
+        query: str,
+        k: int,
+        allowed: np.ndarray | None = None,
+        mode: SearchMode = SearchMode.HYBRID,
+        rerank: bool = True,
+        reorder: bool = False,
+    ) -> list[Hit]:
+        query = self.validate(query)
+        if k < 1:
+            raise InvalidQueryError("k must be at least 1")
+        n = max(self.settings.candidates, k)
+        dense: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.float32))
+        sparse: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.float32))
+        if mode in (SearchMode.HYBRID, SearchMode.DENSE):
+            vector = self.embedder.encode([query])[0]
+            dense = index.search_dense(vector, n, allowed)
+        if mode in (SearchMode.HYBRID, SearchMode.SPARSE):
+            sparse = index.search_sparse(query, n, allowed)
+        dense_of = dict(zip(dense[0].tolist(), dense[1].tolist(), strict=True))
+        sparse_of = dict(zip(sparse[0].tolist(), sparse[1].tolist(), strict=True))
+        if mode is SearchMode.HYBRID:
+            ranked = reciprocal_rank_fusion([dense[0], sparse[0]], k=self.settings.rrf_k)
+            kind = "rrf"
+        elif mode is SearchMode.DENSE:
+            ranked, kind = list(dense_of.items()), "dense"
+        else:
+            ranked, kind = list(sparse_of.items()), "bm25"
+        chunks = self.store.chunks([cid for cid, _ in ranked])
+        ranked = [(cid, score) for cid, score in ranked if cid in chunks]  # index may lead the DB
+        ranked = self._drop_near_duplicates(ranked)
+        rerank_of: dict[int, float] = {}
+        if rerank and self.reranker is not None and ranked:
+            head = ranked[: max(k, self.settings.rerank_candidates)]
+            probs = self.reranker.score(query, [chunks[cid].context_text for cid, _ in head])
+            rerank_of = {cid: float(p) for (cid, _), p in zip(head, probs, strict=True)}
+            ranked = sorted(rerank_of.items(), key=lambda kv: (-kv[1], kv[0]))
+            kind = "rerank"
+        hits = [
+            _hit(chunks[cid], score, kind, rank, dense_of.get(cid), sparse_of.get(cid), rerank_of.get(cid))
+            for rank, (cid, score) in enumerate(ranked[:k], start=1)
+        ]
+        return reorder_for_reader(hits) if reorder else hits
+
+    def _drop_near_duplicates(self, ranked: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        """Keep the best of any group of hits whose embeddings are near-identical."""
+        if len(ranked) < 2 or self.settings.dedup_threshold >= 1.0:
+            return ranked
+        ids, vectors = self.store.embeddings([cid for cid, _ in ranked], self.embedder.dimension)
+        row = {int(cid): i for i, cid in enumerate(ids)}
+        kept: list[tuple[int, float]] = []
+        kept_rows: list[int] = []
+        for cid, score in ranked:
+            i = row.get(cid)
+            if i is None:
+                continue
+            if kept_rows and float(np.max(vectors[kept_rows] @ vectors[i])) >= self.settings.dedup_threshold:
+                continue
+            kept.append((cid, score))
+            kept_rows.append(i)
+        return kept
+
+
+def _hit(
+    chunk: StoredChunk,
+    score: float,
+    kind: str,
+    rank: int,
+    dense: float | None,
+    sparse: float | None,
+    rerank: float | None,
+) -> Hit:
+    return Hit(
+        chunk_id=chunk.id,
+        document_id=chunk.document_id,
+        document=chunk.document,
+        title=chunk.title,
+        text=chunk.text,
+        start_char=chunk.start_char,
+        end_char=chunk.end_char,
+        score=float(score),
+        score_kind=kind,
+        rank=rank,
+        dense_score=dense,
+        sparse_score=sparse,
+        rerank_score=rerank,
+        heading=chunk.heading,
+        metadata=chunk.metadata,
+    )

@@ -1,0 +1,1 @@
+"""Chat web UI served by the API."""
