@@ -34,6 +34,7 @@ class Chunker:
                 meta: dict[str, Any] = {}
                 if page_starts:
                     meta["page"] = bisect.bisect_right(page_starts, base + start)
+                    meta["page_end"] = bisect.bisect_right(page_starts, base + end - 1)
                 chunks.append(
                     Chunk(
                         ordinal=len(chunks),

@@ -1,0 +1,103 @@
+"""The `quarry` command line, run as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from core.cli import app
+from core.settings import get_settings
+from tests.retrieval.helpers import write
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.chdir(tmp_path)
+    get_settings.cache_clear()
+    write(tmp_path / "kb" / "whales.md", "# Whales\n\nBlue whales are the largest animals ever known to have lived.")
+    write(tmp_path / "kb" / "tea.txt", "Green tea is made from unoxidised leaves of Camellia sinensis.")
+    write(tmp_path / "kb" / "broken.pdf", b"%PDF-1.5 truncated")
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def run(*args: str, input: str | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args), input=input)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_ingest_search_list_delete(workdir: Path) -> None:
+    code, out, err = run("ingest", "kb", "-c", "demo")
+    assert code == 1  # one document failed; the others are in
+    assert "2 added" in out and "1 failed" in out
+    assert "kb/broken.pdf" in err and "PDF" in err
+
+    code, out, _ = run("search", "largest animal", "-c", "demo", "-k", "2", "--json")
+    assert code == 0
+    payload = json.loads(out)
+    top = payload["hits"][0]
+    assert top["document"] == "kb/whales.md"
+    assert {"chunk_id", "score", "start_char", "end_char", "text"} <= set(top)
+
+    code, out, _ = run("search", "-c", "demo", "--queries", "-", "-k", "1", input="tea leaves\n\nwhale size\n")
+    assert code == 0
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [r["query"] for r in lines] == ["tea leaves", "whale size"]
+    assert [r["hits"][0]["document"] for r in lines] == ["kb/tea.txt", "kb/whales.md"]
+
+    code, out, _ = run("search", "green tea", "-c", "demo")
+    assert code == 0 and "kb/tea.txt" in out and "score" in out
+
+    code, out, _ = run("collections", "--json")
+    [coll] = json.loads(out)
+    assert coll["name"] == "demo" and coll["document_count"] == 2
+
+    code, out, _ = run("documents", "-c", "demo", "--json")
+    statuses = {d["source"]: d["status"] for d in json.loads(out)}
+    assert statuses == {"kb/whales.md": "indexed", "kb/tea.txt": "indexed", "kb/broken.pdf": "failed"}
+
+    code, out, _ = run("delete", "-c", "demo", "--document", "kb/tea.txt")
+    assert code == 0 and "deleted document" in out
+    code, out, _ = run("search", "green tea", "-c", "demo", "--json", "--mode", "sparse")
+    assert json.loads(out)["hits"] == []
+
+    code, _, err = run("delete", "-c", "demo")
+    assert code == 2 and "--yes" in err
+    code, out, _ = run("delete", "-c", "demo", "--yes")
+    assert code == 0
+    code, out, _ = run("collections", "--json")
+    assert json.loads(out) == []
+
+
+def test_errors_exit_non_zero(workdir: Path) -> None:
+    code, _, err = run("ingest", "missing-folder", "-c", "demo")
+    assert code == 2 and "no such file or folder" in err
+    code, _, err = run("search", "x", "-c", "nothing")
+    assert code == 1 and "no collection named 'nothing'" in err
+    code, _, err = run("search", "-c", "demo")
+    assert code == 2 and "either a query or --queries" in err
+    code, _, err = run("ingest", "kb", "-c", "bad name")
+    assert code == 1 and "invalid collection name" in err
+    code, _, err = run("search", "x", "-c", "demo", "--mode", "fuzzy")
+    assert code == 2
+
+
+@pytest.mark.slow
+def test_installed_entry_point_with_progress(workdir: Path) -> None:
+    """The console script as installed, with the progress bar forced on."""
+    exe = Path(sys.executable).with_name("quarry")
+    env = {**os.environ, "QUARRY_PROGRESS": "1", "COLUMNS": "200"}
+    proc = subprocess.run([str(exe), "ingest", "kb", "-c", "demo"], cwd=workdir, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "docs/s" in proc.stderr and "chunks/s" in proc.stderr and "3/3 files" in proc.stderr
+    proc = subprocess.run([str(exe), "search", "tea", "-c", "demo", "-k", "1", "--json"], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["hits"][0]["document"] == "kb/tea.txt"

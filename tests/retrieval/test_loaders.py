@@ -1,0 +1,156 @@
+"""Loaders: every format, and every kind of bad input, with clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core.settings import IngestSettings
+from core.types import SourceDocument
+from retrieval.errors import (
+    CorruptDocumentError,
+    DocumentError,
+    DocumentTooLargeError,
+    EmptyDocumentError,
+    UndecodableTextError,
+    UnsupportedTypeError,
+)
+from retrieval.loaders import iter_files, load_bytes, load_file, safe_source_name, text_document
+from tests.retrieval.helpers import docx_bytes, pdf_bytes, write
+
+S = IngestSettings()
+
+
+def _one(data: bytes, name: str, settings: IngestSettings = S) -> SourceDocument:
+    [doc] = list(load_bytes(data, name, settings))
+    assert isinstance(doc, SourceDocument)
+    return doc
+
+
+def test_plain_text_and_markdown() -> None:
+    doc = _one(b"Hello there.\r\nSecond line.", "notes.txt")
+    assert doc.text == "Hello there.\nSecond line." and doc.title == "notes" and doc.media_type == "text/plain"
+    md = _one("# The Title\n\nBody text é.".encode(), "guide.md")
+    assert md.title == "The Title" and md.metadata["markdown"] is True
+
+
+def test_utf16_with_bom_decodes() -> None:
+    assert _one("héllo wörld".encode("utf-16"), "a.txt").text == "héllo wörld"
+
+
+def test_html_keeps_headings_and_drops_scripts() -> None:
+    html = b"""<html><head><title>Page T</title><script>var x=1;</script></head>
+    <body><h1>Main</h1><p>First <b>para</b>.</p><h2>Sub</h2><ul><li>item one</li></ul>
+    <style>.a{}</style></body></html>"""
+    doc = _one(html, "page.html")
+    assert doc.title == "Page T"
+    assert doc.text == "# Main\n\nFirst para .\n\n## Sub\n\n- item one"
+    assert "var x" not in doc.text
+
+
+def test_pdf_text_and_page_offsets() -> None:
+    doc = _one(pdf_bytes(["Alpha page one text", "Beta page two text"]), "r.pdf")
+    assert "Alpha page one text" in doc.text and "Beta page two text" in doc.text
+    starts = doc.metadata["page_starts"]
+    assert len(starts) == 2 and doc.text[starts[1] :].startswith("Beta")
+
+
+def test_docx_headings_become_markdown() -> None:
+    doc = _one(docx_bytes("Report", [("Results", "It worked well.")]), "r.docx")
+    assert doc.title == "Report"
+    assert "# Report" in doc.text and "# Results" in doc.text and "It worked well." in doc.text
+
+
+def test_json_and_jsonl_records(tmp_path: Path) -> None:
+    data = json.dumps([{"id": "r1", "title": "One", "text": "first"}, {"text": "second"}]).encode()
+    docs = list(load_bytes(data, "recs.json", S))
+    assert [d.source for d in docs if isinstance(d, SourceDocument)] == ["recs.json#r1", "recs.json#record1"]
+    lines = b'{"id": 1, "text": "ok one"}\n{broken\n\n{"id": 3, "body": "no text"}\n{"id": 4, "text": "ok four"}\n'
+    out = list(load_bytes(lines, "recs.jsonl", S))
+    good = [d for d in out if isinstance(d, SourceDocument)]
+    bad = [d for d in out if isinstance(d, DocumentError)]
+    assert [d.source for d in good] == ["recs.jsonl#1", "recs.jsonl#4"]
+    assert "line 2: malformed JSON" in str(bad[0]) and bad[0].source == "recs.jsonl#line2"
+    assert "line 4" in str(bad[1]) and "'text'" in str(bad[1])
+
+
+def test_json_text_field_is_configurable() -> None:
+    settings = IngestSettings(json_text_field="body", json_title_field="name")
+    doc = _one(json.dumps({"name": "N", "body": "the body"}).encode(), "x.json", settings)
+    assert doc.text == "the body" and doc.title == "N"
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "error", "fragment"),
+    [
+        (b"", "empty.txt", EmptyDocumentError, "empty"),
+        (b"   \n\t ", "blank.md", EmptyDocumentError, "empty"),
+        (bytes(range(256)) * 40, "garbage.txt", UndecodableTextError, "binary"),
+        (b"caf\xe9 au lait", "latin1.txt", UndecodableTextError, "not valid UTF-8"),
+        (b"%PDF-1.7\n this is not really a pdf", "bad.pdf", CorruptDocumentError, "corrupt"),
+        (b"hello", "fake.pdf", CorruptDocumentError, "not a PDF"),
+        (b"PK\x03\x04 truncated zip", "bad.docx", CorruptDocumentError, "DOCX"),
+        (b"plain", "image.png", UnsupportedTypeError, "unsupported file type '.png'"),
+        (b"plain", "README", UnsupportedTypeError, "(no extension)"),
+        (b"{not json", "x.json", CorruptDocumentError, "malformed JSON at line 1"),
+        (b"[]", "x.json", EmptyDocumentError, "no records"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(data: bytes, name: str, error: type[Exception], fragment: str) -> None:
+    with pytest.raises(error) as info:
+        list(load_bytes(data, name, S))
+    assert fragment in str(info.value)
+    assert name in str(info.value)
+
+
+def test_pdf_without_text_is_refused() -> None:
+    with pytest.raises(EmptyDocumentError, match="no extractable text"):
+        list(load_bytes(pdf_bytes([""]), "scan.pdf", S))
+
+
+def test_size_limit_checked_before_reading(tmp_path: Path) -> None:
+    path = write(tmp_path / "big.txt", "x" * 2000)
+    with pytest.raises(DocumentTooLargeError, match="over the limit of 1,000 bytes"):
+        list(load_file(path, "big.txt", IngestSettings(max_file_bytes=1000)))
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("../../etc/passwd", "etc/passwd"),
+        ("/abs/path.txt", "abs/path.txt"),
+        ("a\x00b\nc\x1b[31m.txt", "abc[31m.txt"),
+        ("dir\\..\\win.txt", "dir/win.txt"),
+        ("./ok.md", "ok.md"),
+    ],
+)
+def test_hostile_names_are_neutralised(raw: str, clean: str) -> None:
+    assert safe_source_name(raw) == clean
+
+
+def test_name_that_is_only_unsafe_is_refused() -> None:
+    with pytest.raises(DocumentError):
+        safe_source_name("../..")
+
+
+def test_iter_files_walks_folders_skipping_hidden(tmp_path: Path) -> None:
+    write(tmp_path / "root" / "a.md", "# a")
+    write(tmp_path / "root" / "sub" / "b.txt", "b")
+    write(tmp_path / "root" / ".hidden" / "c.txt", "c")
+    write(tmp_path / "root" / ".secret.txt", "s")
+    (tmp_path / "root" / "loop").symlink_to(tmp_path / "root")
+    found = [source for _, source in iter_files([tmp_path / "root"])]
+    assert found == ["root/a.md", "root/sub/b.txt"]
+    with pytest.raises(FileNotFoundError):
+        list(iter_files([tmp_path / "missing"]))
+
+
+def test_text_document() -> None:
+    doc = text_document("Some text", name="given/name", title="Given")
+    assert doc.source == "given/name" and doc.title == "Given" and doc.media_type == "text/plain"
+    with pytest.raises(EmptyDocumentError):
+        text_document("  ", name="x")
+    with pytest.raises(DocumentError, match="must be a string"):
+        text_document(b"bytes", name="x")  # type: ignore[arg-type]
