@@ -19,9 +19,7 @@ class Chunker:
         from llama_index.core.node_parser import MarkdownNodeParser, SentenceSplitter
 
         self._tokenize = tokenize
-        self._splitter = SentenceSplitter(
-            chunk_size=chunk_size, chunk_overlap=chunk_overlap, tokenizer=tokenize
-        )
+        self._splitter = SentenceSplitter(chunk_size=chunk_size, chunk_overlap=chunk_overlap, tokenizer=tokenize)
         self._sections = MarkdownNodeParser()
 
     def split(self, doc: SourceDocument) -> list[Chunk]:

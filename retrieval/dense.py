@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
-import faiss
+import faiss as _faiss
 import numpy as np
 
 from retrieval.errors import IndexCorruptError
 
+faiss: Any = _faiss  # the SWIG bindings' bundled stubs miss most of the real signatures
 
-def _flat(dimension: int) -> faiss.Index:
+
+def _flat(dimension: int) -> Any:
     return faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
 
 
@@ -27,7 +30,7 @@ class DenseIndex:
         self.dimension = dimension
         self.approximate_threshold = approximate_threshold
         self.nprobe = nprobe
-        self._index: faiss.Index = _flat(dimension)
+        self._index: Any = _flat(dimension)
         self._trained_size = 0
 
     @property

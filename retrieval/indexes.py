@@ -198,8 +198,9 @@ class CollectionIndex:
         self.generation = gen
         st = self.manifest_path.stat()
         self._manifest_stamp = (st.st_mtime_ns, st.st_size)
-        self._collect_garbage(keep={dense_name, tomb_name, f"dense-{gen - 1}.faiss", f"tombstones-{gen - 1}.npy"},
-                              segments=set(segments))
+        self._collect_garbage(
+            keep={dense_name, tomb_name, f"dense-{gen - 1}.faiss", f"tombstones-{gen - 1}.npy"}, segments=set(segments)
+        )
 
     def _collect_garbage(self, keep: set[str], segments: set[str]) -> None:
         """Remove files of generations older than the previous one (readers may still be

@@ -98,7 +98,11 @@ class Library:
         return self._ingest(name, list(documents), on_progress, create)
 
     def _ingest(
-        self, name: str, items: list[FileItem] | list[SourceDocument], on_progress: ProgressCallback | None, create: bool
+        self,
+        name: str,
+        items: list[FileItem] | list[SourceDocument],
+        on_progress: ProgressCallback | None,
+        create: bool,
     ) -> IngestReport:
         try:
             row = self.collection(name)
@@ -124,8 +128,12 @@ class Library:
         with index.write_lock():
             index.refresh()
             removed = self.store.delete_document(row.id, doc.id)
-            index.apply(np.zeros(0, np.int64), np.zeros((0, index.dimension), np.float32), [],
-                        np.asarray(removed, dtype=np.int64))
+            index.apply(
+                np.zeros(0, np.int64),
+                np.zeros((0, index.dimension), np.float32),
+                [],
+                np.asarray(removed, dtype=np.int64),
+            )
             index.save()
         return info
 

@@ -104,8 +104,7 @@ def decode_text(data: bytes, name: str) -> str:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UndecodableTextError(
-            f"{name}: not valid UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-            "convert it to UTF-8"
+            f"{name}: not valid UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); convert it to UTF-8"
         ) from None
     sample = text[:8192]
     controls = sum(1 for ch in sample if unicodedata.category(ch) == "Cc" and ch not in "\n\r\t\f")
@@ -237,14 +236,17 @@ def _json_records(data: bytes, name: str, jsonl: bool) -> Iterator[tuple[str, An
             try:
                 yield f"line {lineno}", json.loads(line)
             except json.JSONDecodeError as exc:
-                yield f"line {lineno}", DocumentError(
-                    f"{name} line {lineno}: malformed JSON ({exc.msg})", source=f"{name}#line{lineno}"
+                yield (
+                    f"line {lineno}",
+                    DocumentError(f"{name} line {lineno}: malformed JSON ({exc.msg})", source=f"{name}#line{lineno}"),
                 )
         return
     try:
         parsed = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise CorruptDocumentError(f"{name}: malformed JSON at line {exc.lineno} column {exc.colno} ({exc.msg})") from None
+        raise CorruptDocumentError(
+            f"{name}: malformed JSON at line {exc.lineno} column {exc.colno} ({exc.msg})"
+        ) from None
     records = parsed if isinstance(parsed, list) else [parsed]
     for index, record in enumerate(records):
         yield f"record {index}", record
@@ -293,7 +295,7 @@ def load_bytes(
             raise EmptyDocumentError(f"{source}: no records with a {settings.json_text_field!r} field")
         return
     metadata: dict[str, Any] = {}
-    title: str | None = None
+    title = None
     if media_type == "application/pdf":
         text, metadata = _pdf_to_text(data, source)
     elif media_type.endswith("wordprocessingml.document"):
@@ -327,8 +329,7 @@ def load_file(path: Path, source: str, settings: IngestSettings) -> Iterator[Sou
     size = path.stat().st_size
     if size > settings.max_file_bytes:
         raise DocumentTooLargeError(
-            f"{source}: {size:,} bytes is over the limit of {settings.max_file_bytes:,} bytes "
-            "(ingest.max_file_bytes)"
+            f"{source}: {size:,} bytes is over the limit of {settings.max_file_bytes:,} bytes (ingest.max_file_bytes)"
         )
     try:
         data = path.read_bytes()

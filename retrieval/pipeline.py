@@ -15,7 +15,7 @@ from retrieval.fusion import reciprocal_rank_fusion
 from retrieval.indexes import CollectionIndex
 from retrieval.reorder import reorder_for_reader
 from retrieval.rerank import CrossEncoderReranker
-from retrieval.storage import StoredChunk, Store
+from retrieval.storage import Store, StoredChunk
 
 
 class SearchMode(StrEnum):

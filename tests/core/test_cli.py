@@ -94,10 +94,17 @@ def test_installed_entry_point_with_progress(workdir: Path) -> None:
     """The console script as installed, with the progress bar forced on."""
     exe = Path(sys.executable).with_name("quarry")
     env = {**os.environ, "QUARRY_PROGRESS": "1", "COLUMNS": "200"}
-    proc = subprocess.run([str(exe), "ingest", "kb", "-c", "demo"], cwd=workdir, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [str(exe), "ingest", "kb", "-c", "demo"], cwd=workdir, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 1, proc.stderr
     assert "docs/s" in proc.stderr and "chunks/s" in proc.stderr and "3/3 files" in proc.stderr
-    proc = subprocess.run([str(exe), "search", "tea", "-c", "demo", "-k", "1", "--json"], cwd=workdir, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(exe), "search", "tea", "-c", "demo", "-k", "1", "--json"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0 and json.loads(proc.stdout)["hits"][0]["document"] == "kb/tea.txt"

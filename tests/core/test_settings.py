@@ -27,7 +27,7 @@ def test_environment_with_nesting(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_toml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "quarry.toml"
-    config.write_text('[ingest]\nchunk_size = 300\n\n[index]\nivf_nprobe = 8\n')
+    config.write_text("[ingest]\nchunk_size = 300\n\n[index]\nivf_nprobe = 8\n")
     monkeypatch.chdir(tmp_path)
     s = Settings()
     assert s.ingest.chunk_size == 300 and s.index.ivf_nprobe == 8

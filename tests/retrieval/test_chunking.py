@@ -9,13 +9,16 @@ from retrieval.embedder import SentenceEmbedder
 from retrieval.loaders import load_bytes, text_document
 from tests.retrieval.helpers import pdf_bytes
 
-MD = """# Guide
+MD = (
+    """# Guide
 
 Intro paragraph about the guide.
 
 ## Install
 
-""" + " ".join(f"Step {i} installs part {i} of the system carefully." for i in range(60)) + """
+"""
+    + " ".join(f"Step {i} installs part {i} of the system carefully." for i in range(60))
+    + """
 
 ### Verify
 
@@ -25,6 +28,7 @@ Run the checks and read the output.
 
 Ask questions.
 """
+)
 
 
 def _chunker(embedder: SentenceEmbedder, size: int = 64, overlap: int = 8) -> Chunker:

@@ -80,8 +80,10 @@ def test_sigkill_mid_ingest_then_resume(tmp_path: Path, embedder: SentenceEmbedd
     assert len(final) == 120 and all(d.status == "indexed" for d in final)
     total = len(lib.store.chunk_ids(collection.id))
     assert total == sum(d.chunk_count for d in final)
-    assert set(index.dense.ids().tolist()) == set(index.sparse.ids().tolist()) == set(
-        lib.store.chunk_ids(collection.id).tolist()
+    assert (
+        set(index.dense.ids().tolist())
+        == set(index.sparse.ids().tolist())
+        == set(lib.store.chunk_ids(collection.id).tolist())
     )
     assert lib.search("kb", "document 77 subject 539", k=1, mode="sparse")[0].document == "corpus/doc077.txt"
     lib.close()

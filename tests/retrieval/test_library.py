@@ -217,7 +217,7 @@ def test_approximate_index_past_threshold(tmp_path: Path, embedder: SentenceEmbe
     settings = make_settings(tmp_path, index={"approximate_threshold": 1000}, ingest={"batch_chunks": 4096})
     lib = Library(settings, embedder=embedder)
     rng = np.random.default_rng(0)
-    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu"]
     docs = [text_document(" ".join(rng.choice(words, 8)) + f" item{i}", name=f"s{i}") for i in range(1100)]
     docs.append(text_document("The lighthouse keeper logged a passing storm.", name="needle"))
     lib.ingest_documents("kb", docs)

@@ -10,7 +10,10 @@ import pytest
 
 from retrieval.sparse import Analyzer, SparseIndex
 
-WORDS = "apple banana cherry delta echo falcon grape harbor island jungle kettle lemon".split()
+WORDS = (
+    "apple", "banana", "cherry", "delta", "echo", "falcon",
+    "grape", "harbor", "island", "jungle", "kettle", "lemon",
+)  # fmt: skip
 
 
 def _corpus(n: int, seed: int = 0) -> list[str]:
@@ -78,11 +81,9 @@ def test_many_segments_use_collection_wide_idf(analyzer: Analyzer) -> None:
 def test_tiered_merging_bounds_segments_and_work(analyzer: Analyzer) -> None:
     store = _Texts()
     index = SparseIndex(analyzer, merge_factor=4)
-    next_id = 0
-    for _ in range(64):  # 64 single-document ingests
+    for next_id in range(64):  # 64 single-document ingests
         store.by_id[next_id] = _corpus(1, seed=next_id)[0]
         index.add(np.array([next_id]), [store.by_id[next_id]], store)
-        next_id += 1
         per_tier: dict[int, int] = {}
         for seg in index.segments:
             tier = int(np.log(len(seg.ids)) / np.log(4) + 1e-9)

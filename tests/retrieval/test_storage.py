@@ -19,7 +19,12 @@ DIM = 4
 
 def _doc(source: str, text: str, digest: str) -> SourceDocument:
     return SourceDocument(
-        source=source, title=source.upper(), text=text, media_type="text/plain", content_hash=digest, size_bytes=len(text)
+        source=source,
+        title=source.upper(),
+        text=text,
+        media_type="text/plain",
+        content_hash=digest,
+        size_bytes=len(text),
     )
 
 
