@@ -32,6 +32,15 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 
 
 def _library() -> Any:
+    from pydantic import ValidationError
+
+    from core.settings import get_settings
+
+    try:
+        get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise _fail(f"invalid settings: {problems}", 2) from None
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from transformers.utils import logging as hf_logging
@@ -153,13 +162,14 @@ def _hit_json(hit: Any) -> dict[str, Any]:
 def search(
     collection: CollectionOpt,
     query: Annotated[str | None, typer.Argument(help="The query (or use --queries).")] = None,
-    k: Annotated[int, typer.Option("-k", min=1, max=1000, help="Number of hits.")] = 10,
+    k: Annotated[int | None, typer.Option("-k", min=1, max=1000, help="Number of hits (search.default_k).")] = None,
     queries: Annotated[
         Path | None, typer.Option("--queries", help="File with one query per line ('-' for stdin); JSON lines out.")
     ] = None,
     mode: Annotated[str, typer.Option(help="hybrid, dense or sparse.")] = "hybrid",
     document: Annotated[list[int] | None, typer.Option("--document", help="Only these document ids.")] = None,
     source: Annotated[list[str] | None, typer.Option("--source", help="Only sources matching (* wildcard).")] = None,
+    no_rerank: Annotated[bool, typer.Option("--no-rerank", help="Skip the configured reranker.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Search a collection with hybrid retrieval."""
@@ -175,7 +185,7 @@ def search(
                 if not line.strip():
                     continue
                 started = time.perf_counter()
-                hits = library.search(collection, line, k, document, source, mode)
+                hits = library.search(collection, line, k, document, source, mode, rerank=not no_rerank)
                 record = {
                     "query": line,
                     "hits": [_hit_json(h) for h in hits],
@@ -184,7 +194,7 @@ def search(
                 sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
             return
         assert query is not None
-        hits = library.search(collection, query, k, document, source, mode)
+        hits = library.search(collection, query, k, document, source, mode, rerank=not no_rerank)
     except OSError as exc:
         raise _fail(f"cannot read {queries}: {exc.strerror}", 2) from None
     except QuarryError as exc:

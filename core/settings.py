@@ -100,6 +100,39 @@ class SearchSettings(_Section):
     max_query_chars: int = Field(4000, ge=1, description="Longer queries are refused.")
 
 
+class LLMSettings(_Section):
+    backend: Literal["extractive", "openai", "vllm", "hf"] = Field(
+        "extractive",
+        description="extractive needs no generative model; openai talks to any OpenAI-compatible "
+        "endpoint (a `vllm serve` server first of all); vllm and hf run the model in-process.",
+    )
+    model: str | None = Field(None, description="Model name (openai) or local path / hub id (vllm, hf).")
+    base_url: str = Field("http://127.0.0.1:8001/v1", description="OpenAI-compatible endpoint (openai).")
+    api_key: str | None = Field(None, description="Bearer token for the endpoint (openai).")
+    timeout_s: float = Field(120.0, gt=0, le=3600, description="Per-request timeout.")
+    max_retries: int = Field(4, ge=0, le=20, description="Retries on timeouts, 429 and 5xx, with backoff.")
+    max_tokens: int = Field(512, ge=1, le=32768, description="Default completion budget.")
+    temperature: float = Field(0.0, ge=0, le=2)
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Device of in-process models.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="In-process weights.")
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vLLM's share of GPU memory.")
+    max_model_len: int | None = Field(None, ge=256, description="Context window override (vllm).")
+
+
+class AgentSettings(_Section):
+    max_nodes: int = Field(8, ge=1, le=64, description="Sub-questions per question.")
+    max_depth: int = Field(3, ge=1, le=16, description="Longest dependency chain.")
+    max_rounds: int = Field(3, ge=1, le=16, description="Times the planner may extend the graph.")
+    max_fanout: int = Field(4, ge=1, le=32, description="Children added at once under one node.")
+    max_concurrency: int = Field(4, ge=1, le=64, description="Nodes running at the same time.")
+    wall_time_s: float = Field(120.0, gt=0, le=3600, description="Budget for one question.")
+    node_timeout_s: float = Field(60.0, gt=0, le=3600, description="Budget for one node.")
+    queries_per_node: int = Field(3, ge=1, le=3, description="Search queries a searcher may write.")
+    hits_per_query: int = Field(6, ge=1, le=50, description="Hits retrieved per search query.")
+    evidence_per_node: int = Field(6, ge=1, le=50, description="Passages a node reads.")
+    answer_sentences: int = Field(3, ge=1, le=20, description="Extractive answer length, in sentences.")
+
+
 class Settings(BaseSettings):
     """The root of Quarry's settings."""
 
@@ -115,6 +148,8 @@ class Settings(BaseSettings):
     embedding: EmbeddingSettings = EmbeddingSettings()
     index: IndexSettings = IndexSettings()
     search: SearchSettings = SearchSettings()
+    llm: LLMSettings = LLMSettings()
+    agents: AgentSettings = AgentSettings()
 
     @classmethod
     def settings_customise_sources(

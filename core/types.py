@@ -76,7 +76,7 @@ class DocumentInfo(BaseModel):
 class Hit(BaseModel):
     """One retrieved chunk. `score` is higher-is-better everywhere; its scale depends on
     `score_kind` (rrf: reciprocal rank fusion, rerank: cross-encoder probability in [0, 1],
-    dense: cosine similarity, sparse: BM25)."""
+    dense: cosine similarity, bm25: BM25 over the whole collection's statistics)."""
 
     chunk_id: int
     document_id: int
@@ -114,3 +114,79 @@ class IngestReport(BaseModel):
     @property
     def ok(self) -> bool:
         return not self.failed
+
+
+class NodeState(StrEnum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    DONE = "done"
+    NOT_FOUND = "not_found"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (NodeState.DONE, NodeState.NOT_FOUND, NodeState.FAILED)
+
+
+class Evidence(BaseModel):
+    """A passage a searcher read, with where it came from."""
+
+    chunk_id: int
+    document_id: int
+    document: str
+    title: str
+    text: str
+    start_char: int
+    end_char: int
+    score: float
+    node_id: str | None = None
+
+
+class PlanNode(BaseModel):
+    """One sub-question of a plan."""
+
+    id: str
+    question: str
+    parents: list[str] = Field(default_factory=list)
+    state: NodeState = NodeState.WAITING
+    depth: int = 0
+    queries: list[str] = Field(default_factory=list)
+    answer: str | None = None
+    evidence_ids: list[int] = Field(default_factory=list)
+    error: str | None = None
+    seconds: float | None = None
+
+
+class Citation(BaseModel):
+    """What a `[n]` marker in an answer points at."""
+
+    n: int = Field(ge=1)
+    chunk_id: int
+    document_id: int
+    document: str
+    title: str
+    start_char: int
+    end_char: int
+    snippet: str
+    span_start: int | None = Field(None, description="Offset of the cited sentence in the document, if known.")
+    span_end: int | None = None
+
+
+class Answer(BaseModel):
+    """A cited answer to a question, with the plan and everything gathered for it."""
+
+    question: str
+    collection: str
+    answer: str
+    short_answer: str | None = Field(None, description="The bare answer (a name, date, yes/no) when one was found.")
+    citations: list[Citation] = Field(default_factory=list)
+    nodes: list[PlanNode] = Field(default_factory=list)
+    edges: list[tuple[str, str]] = Field(default_factory=list)
+    evidence: list[Evidence] = Field(default_factory=list)
+    unsupported: list[str] = Field(default_factory=list, description="Answer sentences no citation supports.")
+    extractive: bool = False
+    partial: bool = Field(False, description="True when a budget ran out and the answer uses what was gathered.")
+    notes: list[str] = Field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    timings: dict[str, float] = Field(default_factory=dict)

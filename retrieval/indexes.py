@@ -57,6 +57,7 @@ class CollectionIndex:
         self.generation = 0
         self._manifest_stamp: tuple[int, int] | None = None
         self._previous_segments: list[str] = []
+        self.needs_reconcile = False
         directory.mkdir(parents=True, exist_ok=True)
 
     def _empty_dense(self) -> DenseIndex:
@@ -102,8 +103,10 @@ class CollectionIndex:
                 return True
             except (FileNotFoundError, IndexCorruptError):
                 continue
+        # unreadable files: start empty and let the owner rebuild from the database
         self.dense, self.sparse, self.generation = self._empty_dense(), self._empty_sparse(), 0
         self._manifest_stamp = stamp
+        self.needs_reconcile = True
         return True
 
     def _load_manifest(self) -> None:
@@ -167,6 +170,7 @@ class CollectionIndex:
         if self.dense.needs_rebuild():
             self._rebuild_dense()
             changed = True
+        self.needs_reconcile = False
         return changed
 
     def save(self) -> None:
@@ -206,8 +210,9 @@ class CollectionIndex:
         """Remove files of generations older than the previous one (readers may still be
         loading the previous one) and BM25 segments no manifest names any more."""
         for path in self.directory.iterdir():
-            if path.name.startswith(("dense-", "tombstones-")) and path.name not in keep:
-                path.unlink(missing_ok=True)
+            stale_tmp = path.name.startswith(".") and ".tmp" in path.name and path.is_file()
+            if stale_tmp or (path.name.startswith(("dense-", "tombstones-")) and path.name not in keep):
+                path.unlink(missing_ok=True)  # writers hold the lock: any temp file is left from a crash
         bm25_dir = self.directory / "bm25"
         if bm25_dir.exists():
             previous = set(self._previous_segments)

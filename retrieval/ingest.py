@@ -106,6 +106,7 @@ class Ingestor:
             if on_progress:
                 on_progress(Progress(items_done, report.chunks, label))
         flush()
+        self.store.clear_errors(collection_id, report.unchanged)
         if report.added or report.replaced:
             index.save()
         report.seconds = time.perf_counter() - started
@@ -118,7 +119,7 @@ class Ingestor:
             yield item
             return
         try:
-            media_type = media_type_for(item.source)
+            media_type = media_type_for(item.path.name)
             loaded = list(load_file(item.path, item.source, self.settings))
         except DocumentError as exc:
             self._fail(collection_id, item.source, _guess_media_type(item.source), str(exc), report)

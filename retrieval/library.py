@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import ConfigurationError
 from core.settings import Settings, get_settings
 from core.types import CollectionInfo, DocumentInfo, Hit, IngestReport, SourceDocument
 from retrieval.chunking import Chunker
 from retrieval.embedder import SentenceEmbedder
-from retrieval.errors import CollectionNotFoundError, InvalidNameError
+from retrieval.errors import CollectionNotFoundError
 from retrieval.indexes import CollectionIndex
 from retrieval.ingest import FileItem, Ingestor, ProgressCallback
 from retrieval.loaders import iter_files
@@ -55,7 +56,7 @@ class Library:
     def collection(self, name: str) -> CollectionRow:
         row = self.store.collection(validate_collection_name(name))
         if row.embedding_model != self.embedder.name:
-            raise InvalidNameError(
+            raise ConfigurationError(
                 f"collection {name!r} was embedded with {row.embedding_model!r}, but the configured "
                 f"embedding model is {self.embedder.name!r}; set embedding.model to match"
             )
@@ -154,6 +155,8 @@ class Library:
         self.retriever.validate(query)
         index = self._index(row.id)
         index.refresh()
+        if index.needs_reconcile:
+            self._reconcile(index, row.id)
         allowed = None
         if document_ids or sources:
             allowed = self.store.chunk_ids_where(row.id, document_ids, sources)
@@ -203,12 +206,17 @@ class Library:
             index.refresh()
             self._indexes[collection_id] = index
             if reconcile:
-                with index.write_lock(blocking=False) as locked:
-                    if locked:
-                        index.refresh()
-                        if index.reconcile(self.store.chunk_ids(collection_id)):
-                            index.save()
+                self._reconcile(index, collection_id)
         return index
+
+    def _reconcile(self, index: CollectionIndex, collection_id: int) -> None:
+        """Bring the index in line with the database; saved when no writer is busy, else
+        in memory only (the writer's own save will include everything)."""
+        with index.write_lock(blocking=False) as locked:
+            if locked:
+                index.refresh()
+            if index.reconcile(self.store.chunk_ids(collection_id)) and locked:
+                index.save()
 
 
 def _texts_in_order(store: Store, ids: np.ndarray) -> list[str]:

@@ -61,7 +61,8 @@ def sha256(data: bytes) -> str:
 
 
 def media_type_for(name: str) -> str:
-    suffix = Path(name).suffix.lower()
+    name = _CONTROL.sub("", name)
+    suffix = Path(name).suffix.lower() or (name.lower() if name.startswith(".") else "")
     try:
         return MEDIA_TYPES[suffix]
     except KeyError:
@@ -71,6 +72,15 @@ def media_type_for(name: str) -> str:
         ) from None
 
 
+def _walk_name(raw: str) -> str:
+    """A source name for a file found on disk; a name made only of unsafe characters gets
+    a stable stand-in rather than stopping the walk."""
+    try:
+        return safe_source_name(raw)
+    except DocumentError:
+        return f"unnamed-{sha256(raw.encode('utf-8', 'surrogateescape'))[:12]}{Path(raw).suffix}"
+
+
 def iter_files(paths: list[Path]) -> Iterator[tuple[Path, str]]:
     """Yield (file path, source name) for files and, recursively, folders. Hidden files and
     folders are skipped in folder walks; symlinked folders are not followed (no loops)."""
@@ -78,7 +88,7 @@ def iter_files(paths: list[Path]) -> Iterator[tuple[Path, str]]:
         if not root.exists():
             raise FileNotFoundError(f"no such file or folder: {root}")
         if root.is_file():
-            yield root, safe_source_name(root.name)
+            yield root, _walk_name(root.name)
             continue
         base = root.resolve().parent
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
@@ -88,7 +98,7 @@ def iter_files(paths: list[Path]) -> Iterator[tuple[Path, str]]:
                     continue
                 path = Path(dirpath) / filename
                 rel = path.resolve().relative_to(base) if path.resolve().is_relative_to(base) else path
-                yield path, safe_source_name(str(rel))
+                yield path, _walk_name(str(rel))
 
 
 def decode_text(data: bytes, name: str) -> str:
@@ -325,7 +335,7 @@ def load_bytes(
 
 def load_file(path: Path, source: str, settings: IngestSettings) -> Iterator[SourceDocument | DocumentError]:
     """Load a file from disk, checking its size before reading it."""
-    media_type = media_type_for(source)
+    media_type = media_type_for(path.name)
     size = path.stat().st_size
     if size > settings.max_file_bytes:
         raise DocumentTooLargeError(

@@ -236,6 +236,22 @@ class Store:
             ).all()
             return {r.source: (r.content_hash, r.status) for r in rows}
 
+    def clear_errors(self, collection_id: int, sources: Sequence[str]) -> None:
+        """Forget the errors of earlier failed re-ingests of documents now found unchanged."""
+        if not sources:
+            return
+        with self.session() as s:
+            for batch in _batches(list(sources), 1000):
+                s.execute(
+                    update(DocumentRow)
+                    .where(
+                        DocumentRow.collection_id == collection_id,
+                        DocumentRow.source.in_(batch),
+                        DocumentRow.error.is_not(None),
+                    )
+                    .values(error=None)
+                )
+
     def write_documents(self, collection_id: int, prepared: Sequence[PreparedDocument]) -> list[WriteResult]:
         """Insert or replace documents with their chunks, all in one transaction."""
         results: list[WriteResult] = []
@@ -457,7 +473,7 @@ def _like_pattern(glob: str) -> str:
     return escaped.replace("*", "%")
 
 
-def _batches(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
 

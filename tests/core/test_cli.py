@@ -108,3 +108,9 @@ def test_installed_entry_point_with_progress(workdir: Path) -> None:
         timeout=300,
     )
     assert proc.returncode == 0 and json.loads(proc.stdout)["hits"][0]["document"] == "kb/tea.txt"
+
+
+def test_invalid_settings_give_a_clear_error(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUARRY_SEARCH__RRF_K", "-3")
+    code, _, err = run("collections")
+    assert code == 2 and "invalid settings" in err and "search.rrf_k" in err

@@ -224,3 +224,28 @@ def test_approximate_index_past_threshold(tmp_path: Path, embedder: SentenceEmbe
     assert lib.collections()[0].index_kind == "ivf"
     assert lib.search("kb", "lighthouse keeper storm", k=3)[0].document == "needle"
     lib.close()
+
+
+def test_error_of_a_failed_reingest_clears_when_the_file_is_restored(library: Library, tmp_path: Path) -> None:
+    path = write(tmp_path / "c" / "note.txt", "A note about owls hunting at night.")
+    library.ingest_paths("kb", [tmp_path / "c"])
+    original = path.read_bytes()
+    write(path, b"")
+    assert library.ingest_paths("kb", [tmp_path / "c"]).failed
+    [doc] = library.documents("kb")
+    assert doc.status == DocumentStatus.INDEXED and "empty" in (doc.error or "")
+    assert library.search("kb", "owls", k=1)[0].document == "c/note.txt"  # the old version still serves
+    write(path, original)
+    report = library.ingest_paths("kb", [tmp_path / "c"])
+    assert report.unchanged == ["c/note.txt"]
+    assert library.documents("kb")[0].error is None
+
+
+def test_file_names_of_only_control_characters(library: Library, tmp_path: Path) -> None:
+    write(tmp_path / "c" / "\x01\x02.txt", "Text in a file with a hostile name.")
+    write(tmp_path / "c" / "fine.txt", "Ordinary file.")
+    report = library.ingest_paths("kb", [tmp_path / "c"])
+    assert report.ok and sorted(report.added) == ["c/.txt", "c/fine.txt"]
+    single = write(tmp_path / "d" / "\x01\x02", "Only control characters.")
+    report = library.ingest_paths("kb", [single])
+    assert report.failed and report.failed[0].source.startswith("unnamed-")
