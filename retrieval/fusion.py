@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import numpy as np
+from collections.abc import Iterable, Sequence
 
 
-def reciprocal_rank_fusion(rankings: Sequence[np.ndarray], k: int = 60) -> list[tuple[int, float]]:
+def reciprocal_rank_fusion(rankings: Sequence[Iterable[int]], k: int = 60) -> list[tuple[int, float]]:
     """Fuse ranked id lists (best first) into (id, score) pairs, best first; ties broken by id."""
     scores: dict[int, float] = {}
     for ranking in rankings:
