@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 run: install
 	$(BIN)/quarry ingest docs -c quarry-docs
-	$(BIN)/quarry search "How does Quarry keep an interrupted ingest from leaving half-written data?" -c quarry-docs -k 3
+	$(BIN)/quarry ask "How does Quarry keep an interrupted ingest from leaving half-written data?" -c quarry-docs --show-plan
 
 test: install
 	$(BIN)/python -m pytest

@@ -126,3 +126,23 @@ def writer_messages(question: str, nodes: Sequence[PlanNode], passages: Sequence
             "Answer with citations:",
         ),
     ]
+
+
+RESEARCH_SYSTEM = f"""You plan a research report over a private document collection. Given a topic,
+write up to {{n}} distinct questions whose answers, taken together, cover the topic well; order them
+from the basics to the details. Reply with JSON only: {{{{"questions": ["..."]}}}}.
+{DATA_RULE}"""
+
+RESEARCH_SCHEMA = {
+    "type": "object",
+    "properties": {"questions": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 12}},
+    "required": ["questions"],
+    "additionalProperties": False,
+}
+
+
+def research_messages(topic: str, n: int) -> list[Message]:
+    return [
+        Message(role="system", content=RESEARCH_SYSTEM.format(n=n)),
+        Message(role="user", content=f"Topic: {topic}"),
+    ]

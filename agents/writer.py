@@ -17,6 +17,9 @@ from core.types import Citation, Evidence, NodeState, PlanNode
 from retrieval.reorder import reorder_for_reader
 
 _MARKER = re.compile(r"\[(\d{1,3})\]")
+_TIME = re.compile(
+    r"\b(older|oldest|first|earlier|earliest|before|sooner|younger|newer|later|latest|last|recent)\b", re.I
+)
 _FILLER = frozenset(
     [
         "a",
@@ -118,16 +121,28 @@ class Writer:
             return f"[{len(passages)}]"
 
         best: dict[str, ScoredSentence] = {}
+        ranked_by_node: dict[str, list[ScoredSentence]] = {}
         for node in nodes:
             if node.state is NodeState.DONE and evidence.get(node.id):
                 ranked = self.reader.rank(node.question, evidence[node.id])
                 if ranked:
                     best[node.id] = ranked[0]
+                    ranked_by_node[node.id] = ranked
         if not best:
             return Draft(f"{NOT_FOUND} {EXTRACTIVE_NOTE}", [])
         comparison = parse_comparison(question)
         short: str | None
         if comparison and len(nodes) >= 2:
+            if comparison.kind == "choice":
+                # the sentence that carries what is compared (a year, a number) beats a closer paraphrase
+                wants = (
+                    years if _TIME.search(comparison.stem) else (lambda t: [first_number(t)] if first_number(t) else [])
+                )
+                entities = {nodes[0].id: comparison.a, nodes[1].id: comparison.b}
+                for node_id, ranked in ranked_by_node.items():
+                    entity = words(entities.get(node_id, "")) - _FILLER
+                    about = [s for s in ranked if entity <= words(evidence[node_id][s.evidence].text)] or ranked
+                    best[node_id] = next((s for s in about[:4] if wants(s.text)), about[0])
             short = _decide(comparison, nodes[:2], best)
         else:
             answered = [n for n in nodes if n.id in best]

@@ -235,6 +235,8 @@ def delete(
 
 
 def main() -> None:
+    import core.cli_ask  # noqa: F401  (registers `ask` and `research`)
+
     app()
 
 

@@ -114,3 +114,34 @@ def test_invalid_settings_give_a_clear_error(workdir: Path, monkeypatch: pytest.
     monkeypatch.setenv("QUARRY_SEARCH__RRF_K", "-3")
     code, _, err = run("collections")
     assert code == 2 and "invalid settings" in err and "search.rrf_k" in err
+
+
+def test_ask_and_research(workdir: Path) -> None:
+    import core.cli_ask  # noqa: F401  (registers the commands, as `quarry` does)
+
+    assert run("ingest", "kb", "-c", "demo")[0] == 1
+    code, out, _ = run("ask", "What are the largest animals?", "-c", "demo", "--json")
+    assert code == 0
+    answer = json.loads(out)
+    assert answer["extractive"] and answer["citations"][0]["document"] == "kb/whales.md"
+    assert answer["nodes"][0]["state"] == "done"
+    assert {"document", "chunk_id", "text"} <= set(answer["evidence"][0])
+
+    code, out, _ = run("ask", "-c", "demo", "--questions", "-", input="What is green tea made from?\n")
+    [line] = [json.loads(x) for x in out.splitlines()]
+    assert code == 0 and line["citations"][0]["document"] == "kb/tea.txt"
+
+    code, out, err = run("ask", "Which whale is largest?", "-c", "demo", "--show-plan")
+    assert code == 0 and "[1]" in out and "n1" in err
+
+    (workdir / "qs.txt").write_text("What are blue whales?\nWhat is green tea?\n")
+    code, _, _ = run("research", "-c", "demo", "--questions", "qs.txt", "-o", "report.md", "--json-output", "r.json")
+    assert code == 0
+    report = (workdir / "report.md").read_text()
+    assert "## 1. What are blue whales?" in report and "## References" in report
+    assert len(json.loads((workdir / "r.json").read_text())["sections"]) == 2
+
+    code, _, err = run("ask", "-c", "demo")
+    assert code == 2 and "either a question" in err
+    code, _, err = run("ask", "anything", "-c", "nowhere")
+    assert code == 1 and "no collection named" in err
