@@ -86,7 +86,7 @@ async def _ask_one(agent: Any, collection: str, question: str, show_plan: bool) 
     from agents.events import AnswerToken, Event, PlanUpdated
 
     if not show_plan:
-        return await agent.ask(collection, question)  # type: ignore[no-any-return]
+        return await agent.ask(collection, question)
     with Live(plan_tree(question, []), console=err, refresh_per_second=8, transient=False) as live:
 
         async def emit(event: Event) -> None:
@@ -95,7 +95,7 @@ async def _ask_one(agent: Any, collection: str, question: str, show_plan: bool) 
             elif isinstance(event, AnswerToken):
                 pass  # the answer is printed whole below
 
-        return await agent.ask(collection, question, emit)  # type: ignore[no-any-return]
+        return await agent.ask(collection, question, emit)
 
 
 @app.command()
@@ -170,7 +170,7 @@ def research(
         raise _fail(f"{questions} has no questions", 2)
     library = _library()
     agent, model = _agent_or_fail(library)
-    from agents.research import Researcher, ReportSection
+    from agents.research import ReportSection, Researcher
 
     progress = Progress(
         TextColumn("[bold]research[/]"),

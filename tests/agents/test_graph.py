@@ -22,7 +22,7 @@ from tests.conftest import make_settings
 
 FACTS = {
     "Eiffel Tower": "The Eiffel Tower is a wrought-iron lattice tower in Paris. It was completed in 1889.",
-    "Big Ben": "Big Ben is the nickname of the Great Bell of the clock at Westminster in London. It was completed in 1859.",
+    "Big Ben": "Big Ben is the nickname of the Great Bell of the clock at Westminster. It was completed in 1859.",
     "Maximum Overdrive": "Maximum Overdrive is a 1986 horror film written and directed by Stephen King.",
     "Leland": "Leland is a town in North Carolina. The film Maximum Overdrive was shot in or around Leland in 1986.",
     "Nolan": "Christopher Nolan is a British-American film director known for Inception.",

@@ -1,0 +1,149 @@
+"""Ingestion throughput in chunks per second: raw SentenceTransformer.encode of Quarry's own
+chunk texts (the physical limit), Quarry's full ingestion, and a llama-index
+IngestionPipeline (SentenceSplitter + HuggingFaceEmbedding) on the same documents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common import (
+    Passage,
+    Stopwatch,
+    apply_threads,
+    base_parser,
+    load_essays,
+    load_squad,
+    model_path,
+    print_table,
+    quiet_environment,
+    say,
+    temp_data_dir,
+    write_json,
+)
+
+TARGET_RATIO = 0.85
+
+
+def select_documents(passages: list[Passage], chunker: Any, max_chunks: int) -> tuple[list[Any], list[str], float]:
+    """Whole documents, in order, until Quarry's chunker has produced `max_chunks` chunks.
+    Returns (documents, the exact texts Quarry embeds, seconds spent chunking)."""
+    from retrieval import text_document
+
+    docs, texts = [], []
+    with Stopwatch() as watch:
+        for p in passages:
+            doc = text_document(p.text, name=p.id, title=p.title)
+            docs.append(doc)
+            texts.extend(c.context_text for c in chunker.split(doc))
+            if len(texts) >= max_chunks:
+                break
+    return docs, texts, watch.seconds
+
+
+def run_raw(model: Any, texts: list[str], batch_size: int) -> float:
+    with Stopwatch() as watch:
+        model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                     show_progress_bar=False)
+    return watch.seconds
+
+
+def run_quarry(embedder: Any, docs: list[Any]) -> tuple[int, float]:
+    """Full `Library.ingest_documents` into a fresh data dir (model already loaded)."""
+    from core.settings import Settings
+    from retrieval import Library
+
+    with temp_data_dir("ingest") as data_dir:
+        library = Library(Settings(storage={"data_dir": data_dir}), embedder=embedder)
+        with Stopwatch() as watch:
+            report = library.ingest_documents("bench", docs)
+        library.close()
+    if report.failed:
+        raise SystemExit(f"Quarry failed on {len(report.failed)} documents: {report.failed[:3]}")
+    return report.chunks, watch.seconds
+
+
+def run_llamaindex(embed: Any, passages: list[Passage], chunk_size: int, overlap: int) -> tuple[int, float]:
+    """A fresh IngestionPipeline (its cache starts empty) over the same documents."""
+    from llama_index.core import Document
+    from llama_index.core.ingestion import IngestionPipeline
+    from llama_index.core.node_parser import SentenceSplitter
+
+    docs = [Document(text=p.text, metadata={"title": p.title}) for p in passages]
+    splitter = SentenceSplitter(chunk_size=chunk_size, chunk_overlap=overlap)
+    pipeline = IngestionPipeline(transformations=[splitter, embed])
+    with Stopwatch() as watch:
+        nodes = pipeline.run(documents=docs, show_progress=False)
+    return len(nodes), watch.seconds
+
+
+def main() -> None:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--source", choices=["squad", "essays"], default="squad",
+                        help="SQuAD passages (short) or the needle essays (long documents).")
+    parser.add_argument("--max-chunks", type=int, default=1000, help="Stop adding documents past this many chunks.")
+    parser.add_argument("--repeats", type=int, default=1, help="Runs of each system; the fastest counts.")
+    parser.add_argument("--no-llamaindex", action="store_true", help="Skip the llama-index pipeline.")
+    args = parser.parse_args()
+    quiet_environment()
+    apply_threads(args.threads)
+
+    from core.settings import Settings
+    from retrieval.chunking import Chunker
+    from retrieval.embedder import SentenceEmbedder
+
+    settings = Settings()
+    embedder = SentenceEmbedder(settings.embedding)
+    embedder.encode(["warm-up"])
+    chunker = Chunker(embedder.token_ids, settings.ingest.chunk_size, settings.ingest.chunk_overlap)
+    passages = load_squad(args.eval_dir, None, args.seed)[0] if args.source == "squad" else load_essays(args.eval_dir)
+    docs, texts, chunk_s = select_documents(passages, chunker, args.max_chunks)
+    passages = passages[: len(docs)]
+    batch = settings.embedding.batch_size
+    say(f"{len(docs)} documents -> {len(texts)} Quarry chunks (chunking {chunk_s:.1f}s), batch size {batch}")
+
+    embed = None
+    if not args.no_llamaindex:
+        from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+        embed = HuggingFaceEmbedding(model_name=model_path(), embed_batch_size=batch)
+        embed.get_text_embedding("warm-up")
+
+    runs: dict[str, list[tuple[int, float]]] = {"raw-encode": [], "quarry-ingest": [], "llamaindex-pipeline": []}
+    for r in range(1, args.repeats + 1):  # interleaved so that load drifts hit every system
+        runs["raw-encode"].append((len(texts), run_raw(embedder.model, texts, batch)))
+        say(f"repeat {r}: raw encode {runs['raw-encode'][-1][1]:.1f}s")
+        runs["quarry-ingest"].append(run_quarry(embedder, docs))
+        say(f"repeat {r}: quarry ingest {runs['quarry-ingest'][-1][1]:.1f}s")
+        if embed is not None:
+            s = settings.ingest
+            runs["llamaindex-pipeline"].append(run_llamaindex(embed, passages, s.chunk_size, s.chunk_overlap))
+            say(f"repeat {r}: llama-index pipeline {runs['llamaindex-pipeline'][-1][1]:.1f}s")
+
+    results: dict[str, Any] = {"documents": len(docs), "source": args.source, "batch_size": batch,
+                               "quarry_chunking_seconds": chunk_s, "systems": {}}
+    raw_rate = 0.0
+    rows = []
+    for name, samples in runs.items():
+        if not samples:
+            continue
+        chunks, seconds = min(samples, key=lambda cs: cs[1] / max(cs[0], 1))
+        rate = chunks / seconds
+        raw_rate = raw_rate or rate
+        results["systems"][name] = {"chunks": chunks, "seconds": seconds, "chunks_per_s": rate,
+                                    "ratio_to_raw": rate / raw_rate, "all_seconds": [s for _, s in samples]}
+        rows.append([name, chunks, f"{seconds:.1f}", f"{rate:.1f}", f"{rate / raw_rate:.2f}"])
+    print_table(f"Ingestion throughput: {len(docs)} {args.source} documents, batch {batch}, best of {args.repeats}",
+                ["system", "chunks", "seconds", "chunks/s", "vs raw"], rows)
+    ratio = results["systems"]["quarry-ingest"]["ratio_to_raw"]
+    results["quarry_ratio"] = ratio
+    results["target_met"] = ratio >= TARGET_RATIO
+    quarry_s = results["systems"]["quarry-ingest"]["seconds"]
+    raw_s = results["systems"]["raw-encode"]["seconds"]
+    print(f"  Quarry/raw = {ratio:.2f} (target >= {TARGET_RATIO}): {'met' if ratio >= TARGET_RATIO else 'NOT met'}")
+    print(f"  Quarry time outside encoding: {quarry_s - raw_s:.1f}s of {quarry_s:.1f}s "
+          f"(chunking alone, measured separately: {chunk_s:.1f}s)")
+    write_json("ingest_throughput", args, results)
+
+
+if __name__ == "__main__":
+    main()
