@@ -58,6 +58,8 @@ class CollectionIndex:
         self._manifest_stamp: tuple[int, int] | None = None
         self._previous_segments: list[str] = []
         self.needs_reconcile = False
+        self.db_version = -1  # the database version these indexes reflect (-1: unknown)
+        self.saved_db_version = -1
         directory.mkdir(parents=True, exist_ok=True)
 
     def _empty_dense(self) -> DenseIndex:
@@ -107,6 +109,7 @@ class CollectionIndex:
         self.dense, self.sparse, self.generation = self._empty_dense(), self._empty_sparse(), 0
         self._manifest_stamp = stamp
         self.needs_reconcile = True
+        self.db_version = -1
         return True
 
     def _load_manifest(self) -> None:
@@ -128,6 +131,7 @@ class CollectionIndex:
         sparse.load_segments(self.directory / "bm25", manifest["segments"], tombstones.tolist())
         self.dense, self.sparse, self.generation = dense, sparse, gen
         self._previous_segments = list(manifest["segments"])
+        self.db_version = self.saved_db_version = int(manifest.get("db_version", -1))
 
     # updates ---------------------------------------------------------------------------
     def apply(self, added_ids: np.ndarray, vectors: np.ndarray, texts: list[str], removed_ids: np.ndarray) -> None:
@@ -194,12 +198,14 @@ class CollectionIndex:
             "tombstones": tomb_name,
             "segments": segments,
             "chunks": len(self.dense),
+            "db_version": self.db_version,
         }
         mtmp = self.directory / ".manifest.json.tmp"
         mtmp.write_text(json.dumps(manifest, indent=1))
         _fsync_file(mtmp)
         os.replace(mtmp, self.manifest_path)
         self.generation = gen
+        self.saved_db_version = self.db_version
         st = self.manifest_path.stat()
         self._manifest_stamp = (st.st_mtime_ns, st.st_size)
         self._collect_garbage(

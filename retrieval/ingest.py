@@ -157,6 +157,8 @@ class Ingestor:
         added = [cid for r in results for cid in r.chunk_ids]
         keep = np.array([cid not in removed for cid in added], dtype=bool)
         added_ids = np.asarray(added, dtype=np.int64)[keep]
+        if results and index.db_version == results[0].version - 1:
+            index.db_version = results[0].version  # nobody else wrote in between
         index.apply(
             added_ids,
             vectors[keep],

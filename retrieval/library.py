@@ -3,6 +3,7 @@ ingesting, listing, deleting and searching."""
 
 from __future__ import annotations
 
+import copy
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -21,7 +22,7 @@ from retrieval.loaders import iter_files
 from retrieval.pipeline import HybridRetriever, SearchMode
 from retrieval.rerank import CrossEncoderReranker
 from retrieval.sparse import Analyzer
-from retrieval.storage import CollectionRow, Store, validate_collection_name
+from retrieval.storage import DEFAULT_TENANT, CollectionRow, Store, validate_collection_name
 
 
 class Library:
@@ -44,6 +45,14 @@ class Library:
         self._analyzer: Analyzer | None = None
         self._indexes: dict[int, CollectionIndex] = {}
         self._chunker: Chunker | None = None
+        self.tenant = DEFAULT_TENANT
+
+    def for_tenant(self, tenant: str) -> Library:
+        """A view of this library whose collections are those of `tenant` (models, database
+        and index caches are shared)."""
+        view = copy.copy(self)
+        view.tenant = tenant
+        return view
 
     def close(self) -> None:
         self._indexes.clear()
@@ -51,10 +60,10 @@ class Library:
 
     # collections -------------------------------------------------------------------------
     def create_collection(self, name: str) -> CollectionInfo:
-        return self.store.create_collection(name, self.embedder.name, self.embedder.dimension)
+        return self.store.create_collection(name, self.embedder.name, self.embedder.dimension, self.tenant)
 
     def collection(self, name: str) -> CollectionRow:
-        row = self.store.collection(validate_collection_name(name))
+        row = self.store.collection(validate_collection_name(name), self.tenant)
         if row.embedding_model != self.embedder.name:
             raise ConfigurationError(
                 f"collection {name!r} was embedded with {row.embedding_model!r}, but the configured "
@@ -63,13 +72,13 @@ class Library:
         return row
 
     def collections(self) -> list[CollectionInfo]:
-        infos = self.store.collections()
+        infos = self.store.collections(self.tenant)
         for info in infos:
             info.index_kind = self._index_kind(info.id)
         return infos
 
     def delete_collection(self, name: str) -> None:
-        collection_id = self.store.delete_collection(validate_collection_name(name))
+        collection_id = self.store.delete_collection(validate_collection_name(name), self.tenant)
         self._indexes.pop(collection_id, None)
         shutil.rmtree(self._index_dir(collection_id), ignore_errors=True)
 
@@ -115,8 +124,7 @@ class Library:
         index = self._index(row.id, reconcile=False)
         with index.write_lock():
             index.refresh()
-            if index.reconcile(self.store.chunk_ids(row.id)):
-                index.save()
+            self._sync(index, row.id, locked=True)
             ingestor = Ingestor(self.store, self.embedder, self.chunker, self.settings.ingest)
             return ingestor.run(row.name, row.id, index, items, on_progress)
 
@@ -155,8 +163,7 @@ class Library:
         self.retriever.validate(query)
         index = self._index(row.id)
         index.refresh()
-        if index.needs_reconcile:
-            self._reconcile(index, row.id)
+        self._reconcile(index, row.id)
         allowed = None
         if document_ids or sources:
             allowed = self.store.chunk_ids_where(row.id, document_ids, sources)
@@ -210,13 +217,24 @@ class Library:
         return index
 
     def _reconcile(self, index: CollectionIndex, collection_id: int) -> None:
-        """Bring the index in line with the database; saved when no writer is busy, else
-        in memory only (the writer's own save will include everything)."""
+        """Sync the index with the database when the collection's version moved (another
+        process or machine wrote to it) or the index files were unreadable. Saved when no
+        writer is busy, else kept in memory (the writer's own save includes everything)."""
+        if not index.needs_reconcile and index.db_version == self.store.collection_version(collection_id):
+            return
         with index.write_lock(blocking=False) as locked:
             if locked:
                 index.refresh()
-            if index.reconcile(self.store.chunk_ids(collection_id)) and locked:
-                index.save()
+            self._sync(index, collection_id, locked)
+
+    def _sync(self, index: CollectionIndex, collection_id: int, locked: bool) -> None:
+        version = self.store.collection_version(collection_id)  # read before the ids: never newer
+        if index.db_version == version and not index.needs_reconcile:
+            return
+        changed = index.reconcile(self.store.chunk_ids(collection_id))
+        index.db_version = version
+        if locked and (changed or index.generation == 0 or index.saved_db_version != version):
+            index.save()
 
 
 def _texts_in_order(store: Store, ids: np.ndarray) -> list[str]:

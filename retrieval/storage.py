@@ -8,6 +8,7 @@ version or the new one, never half of either.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -56,11 +57,19 @@ class Base(DeclarativeBase):
     pass
 
 
+DEFAULT_TENANT = "default"
+
+
 class CollectionRow(Base):
     __tablename__ = "collections"
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = (
+        UniqueConstraint("tenant", "name", name="uq_collection_tenant_name"),
+        {"sqlite_autoincrement": True},
+    )
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
+    tenant: Mapped[str] = mapped_column(String(64), default=DEFAULT_TENANT, index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(BigInteger, default=0)  # bumped by every change to its chunks
     embedding_model: Mapped[str] = mapped_column(String(512))
     dimension: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
@@ -140,6 +149,7 @@ class WriteResult:
     chunk_ids: list[int]
     removed_chunk_ids: list[int]
     replaced: bool
+    version: int = 0  # the collection's version after the transaction
 
 
 def validate_collection_name(name: str) -> str:
@@ -174,24 +184,33 @@ class Store:
             yield session
 
     # collections -------------------------------------------------------------------
-    def create_collection(self, name: str, embedding_model: str, dimension: int) -> CollectionInfo:
+    def create_collection(
+        self, name: str, embedding_model: str, dimension: int, tenant: str = DEFAULT_TENANT
+    ) -> CollectionInfo:
         validate_collection_name(name)
         with self.session() as s:
-            if s.scalar(select(CollectionRow.id).where(CollectionRow.name == name)) is not None:
+            if s.scalar(select(CollectionRow.id).where(_named(name, tenant))) is not None:
                 raise CollectionExistsError(f"collection {name!r} already exists")
-            row = CollectionRow(name=name, embedding_model=embedding_model, dimension=dimension)
+            row = CollectionRow(tenant=tenant, name=name, embedding_model=embedding_model, dimension=dimension)
             s.add(row)
             s.flush()
             return CollectionInfo(id=row.id, name=row.name, created_at=row.created_at)
 
-    def collection(self, name: str) -> CollectionRow:
+    def collection(self, name: str, tenant: str = DEFAULT_TENANT) -> CollectionRow:
         with self.session() as s:
-            row = s.scalar(select(CollectionRow).where(CollectionRow.name == name))
+            row = s.scalar(select(CollectionRow).where(_named(name, tenant)))
             if row is None:
                 raise CollectionNotFoundError(f"no collection named {name!r}")
             return row
 
-    def collections(self) -> list[CollectionInfo]:
+    def collection_version(self, collection_id: int) -> int:
+        """A counter bumped in the same transaction as every change to a collection's chunks;
+        index caches compare it to know when to sync."""
+        with self.session() as s:
+            return int(s.scalar(select(CollectionRow.version).where(CollectionRow.id == collection_id)) or 0)
+
+    def collections(self, tenant: str | None = DEFAULT_TENANT) -> list[CollectionInfo]:
+        """Collections of one tenant (None: of every tenant)."""
         with self.session() as s:
             docs = dict(
                 s.execute(
@@ -203,7 +222,10 @@ class Store:
             chunks = dict(
                 s.execute(select(ChunkRow.collection_id, func.count()).group_by(ChunkRow.collection_id)).all()
             )
-            rows = s.scalars(select(CollectionRow).order_by(CollectionRow.name)).all()
+            query = select(CollectionRow).order_by(CollectionRow.name)
+            if tenant is not None:
+                query = query.where(CollectionRow.tenant == tenant)
+            rows = s.scalars(query).all()
             return [
                 CollectionInfo(
                     id=r.id,
@@ -215,9 +237,9 @@ class Store:
                 for r in rows
             ]
 
-    def delete_collection(self, name: str) -> int:
+    def delete_collection(self, name: str, tenant: str = DEFAULT_TENANT) -> int:
         with self.session() as s:
-            row = s.scalar(select(CollectionRow).where(CollectionRow.name == name))
+            row = s.scalar(select(CollectionRow).where(_named(name, tenant)))
             if row is None:
                 raise CollectionNotFoundError(f"no collection named {name!r}")
             s.execute(delete(ChunkRow).where(ChunkRow.collection_id == row.id))
@@ -258,7 +280,8 @@ class Store:
         with self.session() as s:
             for item in prepared:
                 results.append(self._write_one(s, collection_id, item))
-        return results
+            version = _bump(s, collection_id)
+        return [dataclasses.replace(r, version=version) for r in results]
 
     def _write_one(self, s: Session, collection_id: int, item: PreparedDocument) -> WriteResult:
         doc = item.doc
@@ -325,6 +348,8 @@ class Store:
                 )
             else:
                 row.error = error
+                if row.status != DocumentStatus.INDEXED.value:
+                    row.status = DocumentStatus.FAILED.value
                 row.updated_at = _now()
 
     def documents(self, collection_id: int) -> list[DocumentInfo]:
@@ -370,6 +395,7 @@ class Store:
             ids = list(s.scalars(select(ChunkRow.id).where(ChunkRow.document_id == document_id)))
             s.execute(delete(ChunkRow).where(ChunkRow.document_id == document_id))
             s.delete(row)
+            _bump(s, collection_id)
             return ids
 
     def set_status(self, document_id: int, status: DocumentStatus, error: str | None = None) -> None:
@@ -466,6 +492,15 @@ class Store:
             if row is None:
                 raise DocumentNotFoundError(f"no document with id {document_id}")
             return row.text
+
+
+def _named(name: str, tenant: str) -> Any:
+    return (CollectionRow.name == name) & (CollectionRow.tenant == tenant)
+
+
+def _bump(s: Session, collection_id: int) -> int:
+    s.execute(update(CollectionRow).where(CollectionRow.id == collection_id).values(version=CollectionRow.version + 1))
+    return int(s.scalar(select(CollectionRow.version).where(CollectionRow.id == collection_id)) or 0)
 
 
 def _like_pattern(glob: str) -> str:

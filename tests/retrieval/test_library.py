@@ -249,3 +249,33 @@ def test_file_names_of_only_control_characters(library: Library, tmp_path: Path)
     single = write(tmp_path / "d" / "\x01\x02", "Only control characters.")
     report = library.ingest_paths("kb", [single])
     assert report.failed and report.failed[0].source.startswith("unnamed-")
+
+
+def test_two_machines_share_one_database(tmp_path: Path, embedder: SentenceEmbedder, postgres_url: str) -> None:
+    """Each machine keeps its own index cache, synced from the shared database by version."""
+    from retrieval.storage import Base, Store
+
+    machines = []
+    for name in ("a", "b"):
+        settings = make_settings(tmp_path / name, storage={"database_url": postgres_url})
+        machines.append(Library(settings, store=Store(postgres_url), embedder=embedder))
+    a, b = machines
+    try:
+        a.ingest_documents("shared", [text_document("Glaciers carve U-shaped valleys.", name="ice")])
+        assert b.search("shared", "glacier valleys", k=1)[0].document == "ice"
+        b.ingest_documents("shared", [text_document("Coral reefs need warm shallow water.", name="reef")])
+        assert a.search("shared", "coral reef water", k=1)[0].document == "reef"
+        a.delete_document("shared", "reef")
+        assert b.search("shared", "coral reef", k=5, mode="sparse") == []
+        # tenants do not see each other's collections
+        other = a.for_tenant("acme")
+        assert other.collections() == []
+        with pytest.raises(CollectionNotFoundError):
+            other.search("shared", "glacier")
+        other.ingest_documents("shared", [text_document("Acme's private memo.", name="memo")])
+        assert [h.document for h in other.search("shared", "memo", k=5)] == ["memo"]
+        assert all(h.document != "memo" for h in a.search("shared", "private memo", k=5))
+    finally:
+        Base.metadata.drop_all(a.store.engine)
+        for lib in machines:
+            lib.close()
