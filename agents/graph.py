@@ -178,7 +178,13 @@ class AgentGraph:
                 node.state = NodeState.RUNNING
                 run.node_started[node.id] = time.perf_counter()
                 parents = [run.graph.nodes[p].model_copy() for p in node.parents]
-                task = NodeTask(collection=run.collection, node_id=node.id, question=node.question, parents=parents)
+                task = NodeTask(
+                    collection=run.collection,
+                    tenant=self.library.tenant,
+                    node_id=node.id,
+                    question=node.question,
+                    parents=parents,
+                )
                 running[asyncio.create_task(self._run_node(task))] = node.id
                 await run.emit(NodeStarted(node_id=node.id, question=node.question))
                 await self._emit_plan(run)

@@ -109,49 +109,69 @@ class Researcher:
         questions: Sequence[str] | None = None,
         topic: str | None = None,
         on_progress: Progress | None = None,
+        done: dict[str, Answer] | None = None,
+        on_answer: Callable[[Answer], Awaitable[None] | None] | None = None,
     ) -> Report:
+        """Answer each question (those in `done` are reused: a resumed job) and assemble
+        the report; `on_answer` sees each new answer as soon as it exists."""
         if not questions and not topic:
             raise ValueError("give a topic or at least one question")
         todo = [q.strip() for q in questions or [] if q.strip()]
         if not todo:
             assert topic is not None
             todo = await self.questions_for(collection, topic)
-        report = Report(collection=collection, topic=topic)
-        numbers: dict[int, int] = {}
+        answers: list[Answer] = []
         await _call(on_progress, 0, len(todo), None)
         for i, question in enumerate(todo, start=1):
-            answer = await self.agent.ask(collection, question)
-            section = self._section(answer, numbers, report)
-            report.sections.append(section)
-            report.partial = report.partial or section.partial
-            await _call(on_progress, i, len(todo), section)
-        return report
+            answer = (done or {}).get(question)
+            if answer is None:
+                answer = await self.agent.ask(collection, question)
+                if on_answer is not None:
+                    result = on_answer(answer)
+                    if result is not None:
+                        await result
+            answers.append(answer)
+            report = assemble(collection, topic, answers)
+            await _call(on_progress, i, len(todo), report.sections[-1])
+        return assemble(collection, topic, answers)
 
-    def _section(self, answer: Answer, numbers: dict[int, int], report: Report) -> ReportSection:
-        local = {c.n: c for c in answer.citations}
-        used: list[int] = []
 
-        def renumber(match: re.Match[str]) -> str:
-            citation = local.get(int(match.group(1)))
-            if citation is None:
-                return ""
-            if citation.chunk_id not in numbers:
-                numbers[citation.chunk_id] = len(numbers) + 1
-                report.references.append(citation.model_copy(update={"n": numbers[citation.chunk_id]}))
-            n = numbers[citation.chunk_id]
-            if n not in used:
-                used.append(n)
-            return f"[{n}]"
+def assemble(collection: str, topic: str | None, answers: Sequence[Answer]) -> Report:
+    """A report from section answers, with citations numbered across the report."""
+    report = Report(collection=collection, topic=topic)
+    numbers: dict[int, int] = {}
+    for answer in answers:
+        section = _section(answer, numbers, report)
+        report.sections.append(section)
+        report.partial = report.partial or section.partial
+    return report
 
-        text = _MARKER.sub(renumber, answer.answer)
-        return ReportSection(
-            question=answer.question,
-            answer=text,
-            short_answer=answer.short_answer,
-            citations=used,
-            partial=answer.partial,
-            notes=[n for n in answer.notes if "Extractive answer" not in n],
-        )
+
+def _section(answer: Answer, numbers: dict[int, int], report: Report) -> ReportSection:
+    local = {c.n: c for c in answer.citations}
+    used: list[int] = []
+
+    def renumber(match: re.Match[str]) -> str:
+        citation = local.get(int(match.group(1)))
+        if citation is None:
+            return ""
+        if citation.chunk_id not in numbers:
+            numbers[citation.chunk_id] = len(numbers) + 1
+            report.references.append(citation.model_copy(update={"n": numbers[citation.chunk_id]}))
+        n = numbers[citation.chunk_id]
+        if n not in used:
+            used.append(n)
+        return f"[{n}]"
+
+    text = _MARKER.sub(renumber, answer.answer)
+    return ReportSection(
+        question=answer.question,
+        answer=text,
+        short_answer=answer.short_answer,
+        citations=used,
+        partial=answer.partial,
+        notes=[n for n in answer.notes if "Extractive answer" not in n],
+    )
 
 
 async def _call(progress: Progress | None, done: int, total: int, section: ReportSection | None) -> None:

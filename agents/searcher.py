@@ -34,6 +34,7 @@ class NodeTask(BaseModel):
     """Everything a searcher needs, serialisable so a remote worker can run it."""
 
     collection: str
+    tenant: str = "default"
     node_id: str
     question: str
     parents: list[PlanNode] = Field(default_factory=list)

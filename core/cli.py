@@ -236,9 +236,6 @@ def delete(
 
 def main() -> None:
     import core.cli_ask  # noqa: F401  (registers `ask` and `research`)
+    import core.cli_serve  # noqa: F401  (registers `serve`, `api` and `worker`)
 
     app()
-
-
-if __name__ == "__main__":
-    main()

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -133,6 +133,33 @@ class AgentSettings(_Section):
     answer_sentences: int = Field(3, ge=1, le=20, description="Extractive answer length, in sentences.")
 
 
+class ServiceSettings(_Section):
+    host: str = Field("127.0.0.1", description="Address the API listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the API listens on.")
+    redis_url: str | None = Field(
+        None, description="Broker and result store (redis://host:6379/0). None starts an embedded redis-server."
+    )
+    admin_key: SecretStr | None = Field(
+        None, description="Bearer key with every right; it creates tenants' keys. `quarry serve` makes one if unset."
+    )
+    max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1, description="Largest multipart upload, all files together.")
+    max_upload_files: int = Field(1000, ge=1, le=100_000, description="Most files in one upload.")
+    node_executor: Literal["local", "celery"] = Field(
+        "local", description="Where searcher nodes of a question run: in the API process, or as Celery tasks."
+    )
+    worker_concurrency: int = Field(2, ge=1, le=256, description="Processes per `quarry worker`.")
+    task_soft_time_limit_s: int = Field(1800, ge=1, description="A task is asked to stop after this long.")
+    task_time_limit_s: int = Field(2100, ge=1, description="A task is killed after this long.")
+    visibility_timeout_s: int = Field(
+        3600, ge=5, description="An unacknowledged task (its worker died) is delivered again after this long."
+    )
+    job_lease_s: float = Field(
+        120.0, ge=5, description="A running job whose heartbeat is older than this is handed to another worker."
+    )
+    job_max_attempts: int = Field(3, ge=1, le=20, description="Deliveries of a job before it is failed.")
+    node_wait_s: float = Field(120.0, gt=0, description="How long the API waits for a remote searcher node.")
+
+
 class Settings(BaseSettings):
     """The root of Quarry's settings."""
 
@@ -150,6 +177,7 @@ class Settings(BaseSettings):
     search: SearchSettings = SearchSettings()
     llm: LLMSettings = LLMSettings()
     agents: AgentSettings = AgentSettings()
+    service: ServiceSettings = ServiceSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from core.settings import IngestSettings
-from core.types import Chunk, DocumentFailure, IngestReport, SourceDocument
+from core.types import Chunk, DocumentFailure, DocumentStatus, IngestReport, SourceDocument
 from retrieval.chunking import Chunker
 from retrieval.embedder import SentenceEmbedder
 from retrieval.errors import DocumentError
@@ -55,11 +55,13 @@ class Ingestor:
         embedder: SentenceEmbedder,
         chunker: Chunker,
         settings: IngestSettings,
+        track_status: bool = False,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.chunker = chunker
         self.settings = settings
+        self.track_status = track_status  # write parsing/chunking/embedding states (API jobs)
 
     def run(
         self,
@@ -84,11 +86,13 @@ class Ingestor:
 
         for item in items:
             label = item.source
+            self._mark(collection_id, [label], DocumentStatus.PARSING)
             for doc in self._documents(item, collection_id, report):
                 previous = known.get(doc.source)
                 if previous == (doc.content_hash, "indexed"):
                     report.unchanged.append(doc.source)
                     continue
+                self._mark(collection_id, [doc.source], DocumentStatus.CHUNKING)
                 try:
                     chunks = self.chunker.split(doc)
                 except Exception as exc:  # a parser bug must cost one document, not the run
@@ -134,6 +138,10 @@ class Ingestor:
             else:
                 yield entry
 
+    def _mark(self, collection_id: int, sources: list[str], status: DocumentStatus) -> None:
+        if self.track_status:
+            self.store.set_status_where_pending(collection_id, sources, status)
+
     def _fail(self, collection_id: int, source: str, media_type: str, error: str, report: IngestReport) -> None:
         report.failed.append(DocumentFailure(source=source, error=error))
         self.store.record_failure(collection_id, source, media_type, error)
@@ -145,6 +153,7 @@ class Ingestor:
         batch: list[tuple[SourceDocument, list[Chunk]]],
         report: IngestReport,
     ) -> None:
+        self._mark(collection_id, [doc.source for doc, _ in batch], DocumentStatus.EMBEDDING)
         texts = [c.context_text for _, chunks in batch for c in chunks]
         vectors = self.embedder.encode(texts)
         prepared: list[PreparedDocument] = []

@@ -97,15 +97,27 @@ class Library:
         items = [FileItem(path, source) for path, source in iter_files([Path(p) for p in paths])]
         return self._ingest(name, items, on_progress, create)
 
+    def ingest_files(
+        self,
+        name: str,
+        files: Sequence[tuple[Path, str]],
+        on_progress: ProgressCallback | None = None,
+        create: bool = True,
+    ) -> IngestReport:
+        """Ingest files under given source names (uploads staged under other names)."""
+        items = [FileItem(Path(p), source) for p, source in files]
+        return self._ingest(name, items, on_progress, create, track=True)
+
     def ingest_documents(
         self,
         name: str,
         documents: Iterable[SourceDocument],
         on_progress: ProgressCallback | None = None,
         create: bool = True,
+        track_status: bool = False,
     ) -> IngestReport:
         """Ingest documents made in code (see `loaders.text_document`)."""
-        return self._ingest(name, list(documents), on_progress, create)
+        return self._ingest(name, list(documents), on_progress, create, track=track_status)
 
     def _ingest(
         self,
@@ -113,6 +125,7 @@ class Library:
         items: list[FileItem] | list[SourceDocument],
         on_progress: ProgressCallback | None,
         create: bool,
+        track: bool = False,
     ) -> IngestReport:
         try:
             row = self.collection(name)
@@ -125,7 +138,7 @@ class Library:
         with index.write_lock():
             index.refresh()
             self._sync(index, row.id, locked=True)
-            ingestor = Ingestor(self.store, self.embedder, self.chunker, self.settings.ingest)
+            ingestor = Ingestor(self.store, self.embedder, self.chunker, self.settings.ingest, track_status=track)
             return ingestor.run(row.name, row.id, index, items, on_progress)
 
     def delete_document(self, name: str, key: str | int) -> DocumentInfo:

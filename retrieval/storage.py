@@ -398,12 +398,47 @@ class Store:
             _bump(s, collection_id)
             return ids
 
-    def set_status(self, document_id: int, status: DocumentStatus, error: str | None = None) -> None:
+    def mark_queued(self, collection_id: int, documents: Sequence[tuple[str, str]]) -> None:
+        """Rows in state `queued` for (source, media type) pairs not in the collection yet;
+        documents already there keep serving their current version until replaced."""
+        with self.session() as s:
+            existing = set(
+                s.scalars(
+                    select(DocumentRow.source).where(
+                        DocumentRow.collection_id == collection_id,
+                        DocumentRow.source.in_([src for src, _ in documents]),
+                    )
+                )
+            )
+            s.execute(  # a failed earlier attempt is queued again
+                update(DocumentRow)
+                .where(
+                    DocumentRow.collection_id == collection_id,
+                    DocumentRow.source.in_([src for src, _ in documents]),
+                    DocumentRow.status == DocumentStatus.FAILED.value,
+                )
+                .values(status=DocumentStatus.QUEUED.value, error=None, updated_at=_now())
+            )
+            for source, media_type in dict(documents).items():
+                if source not in existing:
+                    s.add(
+                        DocumentRow(
+                            collection_id=collection_id, source=source, title=source, content_hash="",
+                            media_type=media_type, status=DocumentStatus.QUEUED.value,
+                        )
+                    )
+
+    def set_status_where_pending(self, collection_id: int, sources: Sequence[str], status: DocumentStatus) -> None:
+        """Advance documents that are not indexed yet (an indexed version keeps its state)."""
         with self.session() as s:
             s.execute(
                 update(DocumentRow)
-                .where(DocumentRow.id == document_id)
-                .values(status=status.value, error=error, updated_at=_now())
+                .where(
+                    DocumentRow.collection_id == collection_id,
+                    DocumentRow.source.in_(list(sources)),
+                    DocumentRow.status.not_in([DocumentStatus.INDEXED.value, DocumentStatus.FAILED.value]),
+                )
+                .values(status=status.value, updated_at=_now())
             )
 
     # chunks ------------------------------------------------------------------------

@@ -1,0 +1,142 @@
+"""Collections and their documents."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, HTTPException, Query, Response, UploadFile, status
+
+from api.deps import PrincipalDep, ServicesDep, WriterDep, check_scope
+from api.routers.jobs import job_out
+from api.schemas import CollectionCreate, CollectionOut, JobOut, TextDocuments
+from api.uploads import read_uploads
+from core.types import DocumentInfo
+from retrieval.errors import CollectionNotFoundError
+from retrieval.loaders import media_type_for, safe_source_name
+
+router = APIRouter(prefix="/v1/collections", tags=["collections"])
+
+
+def _out(info: Any) -> CollectionOut:
+    return CollectionOut(
+        name=info.name,
+        created_at=info.created_at,
+        document_count=info.document_count,
+        chunk_count=info.chunk_count,
+        index_kind=info.index_kind,
+    )
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=CollectionOut)
+def create_collection(body: CollectionCreate, services: ServicesDep, principal: WriterDep) -> CollectionOut:
+    if not principal.may_see(body.name):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"this API key may not create collection {body.name!r}")
+    library = services.library.for_tenant(principal.tenant)
+    library.create_collection(body.name)
+    return _get(library, body.name)
+
+
+def _get(library: Any, name: str) -> CollectionOut:
+    for info in library.collections():
+        if info.name == name:
+            return _out(info)
+    raise CollectionNotFoundError(f"no collection named {name!r}")
+
+
+@router.get("", response_model=list[CollectionOut])
+def list_collections(services: ServicesDep, principal: PrincipalDep) -> list[CollectionOut]:
+    infos = services.library.for_tenant(principal.tenant).collections()
+    return [_out(i) for i in infos if principal.may_see(i.name)]
+
+
+@router.get("/{name}", response_model=CollectionOut)
+def get_collection(name: str, services: ServicesDep, principal: PrincipalDep) -> CollectionOut:
+    check_scope(principal, name)
+    return _get(services.library.for_tenant(principal.tenant), name)
+
+
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_collection(name: str, services: ServicesDep, principal: WriterDep) -> Response:
+    check_scope(principal, name)
+    services.library.for_tenant(principal.tenant).delete_collection(name)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{name}/documents", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
+async def upload_documents(
+    name: str,
+    services: ServicesDep,
+    principal: WriterDep,
+    files: Annotated[list[UploadFile], File(description="Files to ingest (.txt .md .html .pdf .docx .json .jsonl).")],
+    create: Annotated[bool, Query(description="Create the collection if it does not exist.")] = True,
+) -> JobOut:
+    """Validate every file (all or nothing), stage them, and queue an ingestion job."""
+    check_scope(principal, name)
+    library = services.library.for_tenant(principal.tenant)
+    uploads = await read_uploads(files, services.settings)
+    collection = await asyncio.to_thread(_collection_for_upload, library, name, create)
+    library.store.mark_queued(collection.id, [(source, media_type_for(source)) for source, _ in uploads])
+    job = services.jobs.create("ingest", principal.tenant, name, {"files": len(uploads)}, len(uploads), uploads)
+    services.enqueue(job)
+    return job_out(job)
+
+
+def _collection_for_upload(library: Any, name: str, create: bool) -> Any:
+    try:
+        return library.collection(name)
+    except CollectionNotFoundError:
+        if not create:
+            raise
+        library.create_collection(name)
+        return library.collection(name)
+
+
+@router.post("/{name}/documents/text", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
+def add_text_documents(name: str, body: TextDocuments, services: ServicesDep, principal: WriterDep) -> JobOut:
+    """Queue documents given as JSON text."""
+    check_scope(principal, name)
+    library = services.library.for_tenant(principal.tenant)
+    docs = []
+    for d in body.documents:
+        source = safe_source_name(d.name)
+        if not d.text.strip():
+            raise HTTPException(422, f"{source}: the text is empty")
+        docs.append({"name": source, "text": d.text, "title": d.title})
+    collection = _collection_for_upload(library, name, True)
+    library.store.mark_queued(collection.id, [(str(d["name"]), "text/plain") for d in docs])
+    job = services.jobs.create("ingest", principal.tenant, name, {"documents": docs}, len(docs))
+    services.enqueue(job)
+    return job_out(job)
+
+
+@router.get("/{name}/documents", response_model=list[DocumentInfo])
+def list_documents(name: str, services: ServicesDep, principal: PrincipalDep) -> list[DocumentInfo]:
+    check_scope(principal, name)
+    return services.library.for_tenant(principal.tenant).documents(name)
+
+
+@router.get("/{name}/documents/{document_id}")
+def get_document(
+    name: str,
+    document_id: int,
+    services: ServicesDep,
+    principal: PrincipalDep,
+    start: Annotated[int | None, Query(ge=0)] = None,
+    end: Annotated[int | None, Query(ge=0)] = None,
+) -> dict[str, Any]:
+    """A document's status and text (or the span `start:end` of it, for citations)."""
+    check_scope(principal, name)
+    library = services.library.for_tenant(principal.tenant)
+    collection = library.collection(name)
+    row = library.store.find_document(collection.id, document_id)
+    info = next(d for d in library.store.documents(collection.id) if d.id == row.id)
+    text = row.text
+    return {**info.model_dump(mode="json"), "text": text[start or 0 : end if end is not None else len(text)]}
+
+
+@router.delete("/{name}/documents/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_document(name: str, document_id: int, services: ServicesDep, principal: WriterDep) -> Response:
+    check_scope(principal, name)
+    services.library.for_tenant(principal.tenant).delete_document(name, document_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,43 @@
+"""Job status (ingestion and research)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from api.deps import PrincipalDep, ServicesDep
+from api.schemas import JobOut
+from workers.jobs import JobInfo
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+
+def job_out(job: JobInfo, partial: dict[str, Any] | None = None, with_result: bool = True) -> JobOut:
+    return JobOut(
+        id=job.id,
+        kind=job.kind,
+        collection=job.collection,
+        status=job.status.value,
+        done=job.done,
+        total=job.total,
+        progress=round(job.progress, 4),
+        error=job.error,
+        attempts=job.attempts,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        result=job.result if with_result else None,
+        partial=partial,
+    )
+
+
+@router.get("/{job_id}", response_model=JobOut)
+def get_job(job_id: str, services: ServicesDep, principal: PrincipalDep) -> JobOut:
+    return job_out(services.jobs.get(job_id, principal.tenant))
+
+
+@router.get("", response_model=list[JobOut])
+def list_jobs(
+    services: ServicesDep, principal: PrincipalDep, kind: Annotated[str | None, Query()] = None
+) -> list[JobOut]:
+    return [job_out(j, with_result=False) for j in services.jobs.list_for(principal.tenant, kind)]

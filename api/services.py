@@ -1,0 +1,75 @@
+"""What the API process holds for its lifetime, built in FastAPI's lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.graph import AgentGraph
+from agents.llm.base import ChatModel
+from api.keys import KeyStore
+from core.settings import Settings
+from retrieval.library import Library
+from workers.jobs import JobInfo, JobStatus, JobStore
+
+log = logging.getLogger("quarry.api")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    library: Library
+    jobs: JobStore
+    keys: KeyStore
+    celery: Any  # celery.Celery, or None when no broker is configured
+    model: ChatModel | None = None
+    _watchdog: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def agent(self, tenant: str) -> AgentGraph:
+        executor = None
+        if self.settings.service.node_executor == "celery" and self.celery is not None:
+            from workers.executor import CeleryExecutor
+
+            executor = CeleryExecutor(self.celery, self.settings.service.node_wait_s)
+        return AgentGraph(self.library.for_tenant(tenant), settings=self.settings, model=self.model, executor=executor)
+
+    def enqueue(self, job: JobInfo) -> None:
+        """Hand a job to the broker (the task claims it from the database)."""
+        task = {"ingest": "quarry.ingest_job", "research": "quarry.research_job"}[job.kind]
+        self.celery.send_task(task, args=[job.id])
+
+    def requeue_stale(self) -> list[str]:
+        """Jobs whose task was lost (broker restarted before delivery) or whose worker died
+        are sent again, up to `job_max_attempts`; past that they fail with the reason."""
+        s = self.settings.service
+        touched = []
+        for job in self.jobs.stale(s.job_lease_s):
+            if job.cancel_requested:
+                self.jobs.finish(job.id, JobStatus.CANCELLED, error="cancelled")
+            elif job.attempts >= s.job_max_attempts:
+                self.jobs.finish(
+                    job.id,
+                    JobStatus.FAILED,
+                    error=f"no worker completed it in {job.attempts} attempt(s): workers or the broker stopped "
+                    f"and the job's heartbeat lapsed for more than {s.job_lease_s:.0f}s",
+                )
+            else:
+                try:
+                    self.enqueue(job)
+                except Exception as exc:  # broker still down: try again at the next sweep
+                    log.warning("cannot requeue job %s: %s", job.id, exc)
+                    continue
+                self.jobs.touch(job.id)
+            touched.append(job.id)
+        return touched
+
+    async def watch(self) -> None:
+        interval = max(1.0, self.settings.service.job_lease_s / 4)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.to_thread(self.requeue_stale)
+            except Exception:  # the sweep must outlive a database hiccup; it is logged
+                log.exception("stale-job sweep failed")

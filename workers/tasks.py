@@ -1,0 +1,171 @@
+"""Celery tasks: thin wrappers that take IDs, claim their job atomically, and call the
+library or the agent graph. Retries only for named transient errors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from celery import Celery, Task
+from celery.exceptions import SoftTimeLimitExceeded
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.exc import OperationalError
+
+from core.errors import QuarryError
+from core.settings import Settings
+from core.types import Answer
+from workers.jobs import JobCancelledError, JobStatus, JobStore
+
+TRANSIENT = (OperationalError, RedisConnectionError, ConnectionError)
+
+
+class Runtime:
+    """What a worker process builds once, on its first task (nothing at import)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+
+    @cached_property
+    def library(self) -> Any:
+        from retrieval.library import Library
+
+        return Library(self.settings)
+
+    @cached_property
+    def jobs(self) -> JobStore:
+        return JobStore(self.library.store.engine)
+
+    @cached_property
+    def model(self) -> Any:
+        from agents.llm.factory import make_chat_model
+
+        return make_chat_model(self.settings.llm)
+
+    def agent(self, tenant: str) -> Any:
+        from agents.graph import AgentGraph
+
+        return AgentGraph(self.library.for_tenant(tenant), model=self.model)
+
+
+@contextmanager
+def heartbeat(jobs: JobStore, job_id: str, every_s: float) -> Iterator[None]:
+    """Keep a running job's lease fresh from a side thread while its task works."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every_s):
+            try:
+                jobs.heartbeat(job_id)
+            except JobCancelledError:
+                pass  # the task notices at its next progress report
+            except TRANSIENT:
+                pass  # the next beat tries again; a lapsed lease only hands the job over
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{job_id[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def register_tasks(app: Celery, settings: Settings) -> None:
+    runtime = Runtime(settings)
+    lease = settings.service.job_lease_s
+    attempts = settings.service.job_max_attempts
+
+    def run_job(job_id: str, body: Any) -> str:
+        jobs = runtime.jobs
+        if not jobs.claim(job_id, runtime.name, lease, attempts):
+            return "skipped: the job is finished, cancelled or held by a live worker"
+        try:
+            with heartbeat(jobs, job_id, lease / 4):
+                result = body(jobs.get(job_id))
+        except JobCancelledError:
+            jobs.finish(job_id, JobStatus.CANCELLED, error="cancelled")
+            return "cancelled"
+        except SoftTimeLimitExceeded:
+            jobs.finish(job_id, JobStatus.FAILED, error=f"took longer than {settings.service.task_soft_time_limit_s}s")
+            return "failed"
+        except QuarryError as exc:
+            jobs.finish(job_id, JobStatus.FAILED, error=str(exc))
+            return "failed"
+        jobs.finish(job_id, JobStatus.SUCCEEDED, result=result)
+        return "succeeded"
+
+    @app.task(name="quarry.ingest_job", bind=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
+    def ingest_job(self: Task, job_id: str) -> str:
+        def body(job: Any) -> dict[str, Any]:
+            library = runtime.library.for_tenant(job.tenant)
+
+            def progress(p: Any) -> None:
+                runtime.jobs.heartbeat(job.id, done=p.items_done, total=job.total)
+
+            if job.params.get("paths"):  # files on this machine (`quarry serve --ingest`)
+                files = [(Path(p), source) for p, source in job.params["paths"]]
+                report = library.ingest_files(job.collection, files, progress)
+            elif job.params.get("documents"):
+                from retrieval.loaders import text_document
+
+                docs = [text_document(d["text"], d["name"], d.get("title")) for d in job.params["documents"]]
+                report = library.ingest_documents(job.collection, docs, progress, track_status=True)
+            else:
+                with tempfile.TemporaryDirectory(prefix="quarry-upload-") as tmp:
+                    files = []
+                    for i, (source, data) in enumerate(runtime.jobs.uploads(job.id)):
+                        path = Path(tmp) / f"{i}{Path(source).suffix}"  # our own name, never the client's
+                        path.write_bytes(data)
+                        files.append((path, source))
+                    report = library.ingest_files(job.collection, files, progress)
+            runtime.jobs.drop_uploads(job.id)
+            return dict(report.model_dump(mode="json"))
+
+        return run_job(job_id, body)
+
+    @app.task(name="quarry.research_job", bind=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
+    def research_job(self: Task, job_id: str) -> str:
+        def body(job: Any) -> dict[str, Any]:
+            from agents.research import Researcher
+
+            agent = runtime.agent(job.tenant)
+            done = {a["question"]: Answer.model_validate(a) for a in job.partial}
+            answers = [a.model_dump(mode="json") for a in done.values()]
+            questions = job.params.get("questions") or None
+            researcher = Researcher(agent, max_sections=int(job.params.get("sections", 5)))
+
+            async def go() -> Any:
+                todo = questions or await researcher.questions_for(job.collection, job.params["topic"])
+                runtime.jobs.heartbeat(job.id, done=len(done), total=len(todo))
+
+                def on_answer(answer: Answer) -> None:
+                    answers.append(answer.model_dump(mode="json"))
+                    runtime.jobs.heartbeat(job.id, done=len(answers), total=len(todo), partial=answers)
+
+                return await researcher.run(
+                    job.collection, questions=todo, topic=job.params.get("topic"), done=done, on_answer=on_answer
+                )
+
+            report = asyncio.run(go())
+            return {"markdown": report.markdown(), "report": report.model_dump(mode="json")}
+
+        return run_job(job_id, body)
+
+    @app.task(name="quarry.search_node", autoretry_for=TRANSIENT, retry_backoff=True, max_retries=2)
+    def search_node(task_json: str) -> str:
+        from agents.searcher import NodeTask, Searcher
+
+        task = NodeTask.model_validate_json(task_json)
+        agent = runtime.agent(task.tenant)
+        searcher = Searcher(agent.library, settings.agents, agent.reader, runtime.model)
+        result = asyncio.run(searcher.run(task))
+        return str(result.model_dump_json())
