@@ -226,6 +226,7 @@ class AgentGraph:
             node.queries = result.queries
             node.answer = result.answer
             node.evidence_ids = result.evidence_ids
+            node.worker = result.worker
             node.state = NodeState.DONE if result.found else NodeState.NOT_FOUND
             await run.emit(NodeEvidence(node_id=node_id, queries=result.queries, evidence=result.evidence))
         if node.state is NodeState.FAILED:

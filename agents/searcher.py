@@ -48,6 +48,7 @@ class NodeResult(BaseModel):
     answer: str | None = None
     evidence_ids: list[int] = Field(default_factory=list, description="Chunks the answer rests on.")
     usage: Usage = Field(default_factory=Usage)
+    worker: str | None = Field(None, description="The worker that ran the node (remote execution).")
 
 
 class NodeExecutor(Protocol):

@@ -155,6 +155,7 @@ class PlanNode(BaseModel):
     evidence_ids: list[int] = Field(default_factory=list)
     error: str | None = None
     seconds: float | None = None
+    worker: str | None = Field(None, description="Where the node ran, when on a remote worker.")
 
 
 class Citation(BaseModel):

@@ -168,4 +168,5 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         agent = runtime.agent(task.tenant)
         searcher = Searcher(agent.library, settings.agents, agent.reader, runtime.model)
         result = asyncio.run(searcher.run(task))
+        result.worker = runtime.name
         return str(result.model_dump_json())
