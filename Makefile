@@ -1,5 +1,7 @@
 # Quarry: two commands on a fresh machine.
-#   make run   create .venv, install, ingest the demo collection (docs/) and answer a question
+#   make run   create .venv, install, start the service (embedded Redis, a worker, the API on
+#              127.0.0.1:8000) and ingest the demo collection (docs/)
+#   make demo  the same work from the CLI alone: ingest docs/ and answer a question
 #   make test  create .venv, install, run the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -9,7 +11,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run test lint bench clean
+.PHONY: install run demo test lint bench clean
 
 install: $(STAMP)
 
@@ -22,6 +24,9 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: install
+	$(BIN)/quarry serve --ingest docs --collection quarry-docs
+
+demo: install
 	$(BIN)/quarry ingest docs -c quarry-docs
 	$(BIN)/quarry ask "How does Quarry keep an interrupted ingest from leaving half-written data?" -c quarry-docs --show-plan
 
