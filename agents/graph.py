@@ -260,7 +260,7 @@ class AgentGraph:
         evidence: dict[str, list[Evidence]] = {nid: r.evidence for nid, r in run.results.items()}
         draft = await self.writer.write(run.question, nodes, evidence, run.emit)
         run.usage += draft.usage
-        checked = self.writer.check(draft)
+        checked = await asyncio.to_thread(self.writer.check, draft)
         await run.emit(CitationsChecked(citations=checked.citations, unsupported=checked.unsupported))
         run.timings["write"] = time.perf_counter() - started
         run.timings["total"] = time.perf_counter() - run.started

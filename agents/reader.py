@@ -5,6 +5,8 @@ question asks for a date, number or name, the span of the best sentence that fit
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,9 +60,25 @@ class ExtractiveReader:
         self.embedder = embedder
         self.analyzer = analyzer
         self.min_score = min_score
+        # the searcher and then the writer rank the same node's evidence: remember a few
+        self._recent: OrderedDict[tuple[str, tuple[int, ...]], list[ScoredSentence]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def rank(self, question: str, evidence: list[Evidence]) -> list[ScoredSentence]:
         """Every sentence of the evidence, best first."""
+        key = (question, tuple(ev.chunk_id for ev in evidence))
+        with self._lock:
+            if key in self._recent:
+                self._recent.move_to_end(key)
+                return self._recent[key]
+        ranked = self._rank(question, evidence)
+        with self._lock:
+            self._recent[key] = ranked
+            while len(self._recent) > 256:
+                self._recent.popitem(last=False)
+        return ranked
+
+    def _rank(self, question: str, evidence: list[Evidence]) -> list[ScoredSentence]:
         candidates: list[tuple[int, int, int, str]] = []
         for i, ev in enumerate(evidence):
             for s in split_sentences(ev.text):

@@ -4,6 +4,7 @@ that no cited passage supports."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass, field
 
@@ -77,7 +78,8 @@ class Writer:
         self, question: str, nodes: list[PlanNode], evidence: dict[str, list[Evidence]], emit: Emit
     ) -> Draft:
         if self.model is None:
-            draft = self._extractive(question, nodes, evidence)
+            # embedding work: off the event loop, so a service keeps answering other requests
+            draft = await asyncio.to_thread(self._extractive, question, nodes, evidence)
             for piece in re.split(r"(?<=\s)", draft.text):
                 await emit(AnswerToken(text=piece))
             return draft

@@ -25,7 +25,15 @@ class Services:
     keys: KeyStore
     celery: Any  # celery.Celery, or None when no broker is configured
     model: ChatModel | None = None
-    _watchdog: asyncio.Task[None] | None = field(default=None, repr=False)
+    _ask_slots: asyncio.Semaphore | None = field(default=None, repr=False)
+
+    @property
+    def ask_slots(self) -> asyncio.Semaphore:
+        """Bounds concurrent questions so that, under load, they finish in turn rather than
+        all at the end together."""
+        if self._ask_slots is None:
+            self._ask_slots = asyncio.Semaphore(self.settings.service.max_concurrent_asks)
+        return self._ask_slots
 
     def agent(self, tenant: str) -> AgentGraph:
         executor = None

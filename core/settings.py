@@ -158,6 +158,50 @@ class ServiceSettings(_Section):
     )
     job_max_attempts: int = Field(3, ge=1, le=20, description="Deliveries of a job before it is failed.")
     node_wait_s: float = Field(120.0, gt=0, description="How long the API waits for a remote searcher node.")
+    max_concurrent_asks: int = Field(
+        4, ge=1, le=1024, description="Questions one API process answers at once; the rest wait their turn."
+    )
+
+
+class MemorySettings(_Section):
+    """The long-context memory layer (memory/): InfLLM memory units and Squeezed Attention
+    over cached fixed contexts, for the hf backend's models."""
+
+    mechanism: Literal["squeezed", "infllm", "full"] = Field(
+        "squeezed",
+        description="How the long-document reader reads: squeezed (cached fixed context, prefill once per "
+        "document), infllm (memory units, any length, no cache), full (plain attention).",
+    )
+    min_document_tokens: int = Field(
+        8192, ge=256, description="Documents at least this long (model tokens) are read with the memory engine."
+    )
+    target_share: float = Field(
+        0.6, gt=0, le=1, description="Share of a node's evidence from one document for the node to target it."
+    )
+    max_new_tokens: int = Field(256, ge=1, le=32768, description="Answer budget of the long-document reader.")
+    context_dir: Path | None = Field(
+        None, description="Where cached fixed contexts are stored; default storage.data_dir/contexts."
+    )
+    infllm_block_size: int = Field(128, ge=1, le=4096, description="Tokens per memory unit.")
+    infllm_sink_tokens: int = Field(128, ge=0, le=8192, description="Initial tokens always attended.")
+    infllm_window: int = Field(4096, ge=1, le=1_048_576, description="Local window, in tokens.")
+    infllm_top_k: int = Field(16, ge=1, le=4096, description="Memory units attended per chunk.")
+    infllm_representative_keys: int = Field(4, ge=1, le=4096, description="Keys that represent a unit.")
+    infllm_chunk_size: int = Field(512, ge=1, le=65536, description="Tokens per prefill chunk and unit lookup.")
+    infllm_device_cache_blocks: int = Field(64, ge=1, le=65536, description="Units kept on the device (LRU).")
+    infllm_per_head: bool = Field(False, description="Choose units per KV head instead of per layer.")
+    squeezed_cluster_share: float = Field(0.02, gt=0, le=1, description="Clusters per key of the fixed context.")
+    squeezed_hierarchical: bool = Field(True, description="Two-level centroid lookup.")
+    squeezed_coarse_share: float = Field(0.002, gt=0, le=1, description="Coarse clusters per key (two-level).")
+    squeezed_key_budget: float = Field(0.1, gt=0, le=1, description="Share of fixed-context keys attended.")
+    squeezed_coarse_budget: float = Field(
+        0.3, gt=0, le=1, description="Share of keys under coarse clusters that pass the first level."
+    )
+    squeezed_calibration_queries: int = Field(
+        64, ge=1, le=8192, description="Last queries of the context that calibrate the threshold."
+    )
+    squeezed_kmeans_iterations: int = Field(12, ge=1, le=1000, description="K-means iterations.")
+    squeezed_prefill_chunk: int = Field(2048, ge=1, le=1_048_576, description="Tokens per offline prefill chunk.")
 
 
 class Settings(BaseSettings):
@@ -177,6 +221,7 @@ class Settings(BaseSettings):
     search: SearchSettings = SearchSettings()
     llm: LLMSettings = LLMSettings()
     agents: AgentSettings = AgentSettings()
+    memory: MemorySettings = MemorySettings()
     service: ServiceSettings = ServiceSettings()
 
     @classmethod

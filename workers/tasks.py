@@ -8,6 +8,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -108,8 +109,13 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         def body(job: Any) -> dict[str, Any]:
             library = runtime.library.for_tenant(job.tenant)
 
+            last = [0.0]
+
             def progress(p: Any) -> None:
-                runtime.jobs.heartbeat(job.id, done=p.items_done, total=job.total)
+                now = time.monotonic()
+                if now - last[0] >= 0.5 or p.items_done >= job.total:  # at most two writes a second
+                    last[0] = now
+                    runtime.jobs.heartbeat(job.id, done=p.items_done, total=job.total)
 
             if job.params.get("paths"):  # files on this machine (`quarry serve --ingest`)
                 files = [(Path(p), source) for p, source in job.params["paths"]]

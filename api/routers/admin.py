@@ -60,7 +60,7 @@ async def health(services: ServicesDep, response: Response) -> Health:
             details["redis"] = str(exc)[:200]
             return False, 0
         try:
-            replies = services.celery.control.ping(timeout=1.0) or []
+            replies = services.celery.control.ping(timeout=0.5) or []
         except Exception as exc:
             details["workers"] = str(exc)[:200]
             replies = []

@@ -31,7 +31,8 @@ async def search(name: str, body: SearchRequest, services: ServicesDep, principa
 @router.post("/{name}/ask", response_model=AnswerOut)
 async def ask(name: str, body: AskRequest, services: ServicesDep, principal: PrincipalDep) -> AnswerOut:
     check_scope(principal, name)
-    answer = await services.agent(principal.tenant).ask(name, body.question)
+    async with services.ask_slots:
+        answer = await services.agent(principal.tenant).ask(name, body.question)
     return AnswerOut.model_validate(answer.model_dump())
 
 
@@ -49,10 +50,11 @@ async def ask_stream(
 
     async def events() -> AsyncIterator[str]:
         try:
-            async for event in agent.stream(name, body.question):
-                if await request.is_disconnected():
-                    break
-                yield f"event: {event.type}\ndata: {event.model_dump_json()}\n\n"
+            async with services.ask_slots:
+                async for event in agent.stream(name, body.question):
+                    if await request.is_disconnected():
+                        break
+                    yield f"event: {event.type}\ndata: {event.model_dump_json()}\n\n"
         except QuarryError as exc:
             error = ErrorEvent(message=str(exc))
             yield f"event: error\ndata: {json.dumps({**error.model_dump(), 'status': status_for(exc)})}\n\n"

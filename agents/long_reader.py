@@ -1,0 +1,94 @@
+"""The long-document reader: when a searcher node's evidence comes mostly from one long
+document, the node is answered by reading that whole document with the memory engine
+(`memory.LongContextEngine`: Squeezed Attention over the document's cached context, or
+InfLLM memory units) instead of only the retrieved passages.
+
+Nothing heavy happens at import; the engine (and its model) is passed in, or built from
+settings on first use."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from agents.llm.base import Usage
+from agents.searcher import NodeResult, NodeTask
+from core.settings import MemorySettings
+from core.types import Evidence
+from retrieval.storage import Store
+
+if TYPE_CHECKING:
+    from memory.engine import LongContextEngine
+
+CITED_PASSAGES = 3  # evidence chunks of the document cited with a whole-document answer
+
+
+class LongDocumentReader:
+    """Answers one node from one long document."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: MemorySettings,
+        engine: LongContextEngine | None = None,
+        engine_factory: Callable[[], LongContextEngine] | None = None,
+    ) -> None:
+        if engine is None and engine_factory is None:
+            raise ValueError("LongDocumentReader needs an engine or an engine factory")
+        self.store = store
+        self.settings = settings
+        self._engine = engine
+        self._factory = engine_factory
+        self._lengths: dict[tuple[int, int], int] = {}  # (document id, text length) -> model tokens
+
+    @property
+    def engine(self) -> LongContextEngine:
+        if self._engine is None:
+            assert self._factory is not None
+            self._engine = self._factory()
+        return self._engine
+
+    async def target(self, evidence: Sequence[Evidence]) -> int | None:
+        """The document the evidence points at, when at least `target_share` of it comes
+        from one document of at least `min_document_tokens` tokens; else None."""
+        if not evidence:
+            return None
+        document_id, count = Counter(e.document_id for e in evidence).most_common(1)[0]
+        if count / len(evidence) < self.settings.target_share:
+            return None
+        text = await asyncio.to_thread(self.store.document_text, document_id)
+        key = (document_id, len(text))
+        if key not in self._lengths:
+            self._lengths[key] = await asyncio.to_thread(self.engine.count_tokens, text)
+        return document_id if self._lengths[key] >= self.settings.min_document_tokens else None
+
+    async def read(self, task: NodeTask, queries: list[str], evidence: list[Evidence], document_id: int) -> NodeResult:
+        """The node's answer from the whole document (the evidence stays as retrieved;
+        the first passages of that document are cited)."""
+        from memory.prompts import NOT_FOUND
+
+        text = await asyncio.to_thread(self.store.document_text, document_id)
+        question = task.question
+        known = [f"{p.question} {p.answer}" for p in task.parents if p.answer]
+        if known:
+            question += "\nKnown: " + " ".join(known)
+        answer = await asyncio.to_thread(
+            self.engine.answer,
+            text,
+            question,
+            mechanism=self.settings.mechanism,
+            max_new_tokens=self.settings.max_new_tokens,
+        )
+        found = bool(answer.text) and NOT_FOUND not in answer.text.upper()
+        cited = [e.chunk_id for e in evidence if e.document_id == document_id][:CITED_PASSAGES]
+        return NodeResult(
+            node_id=task.node_id,
+            queries=queries,
+            evidence=evidence,
+            found=found,
+            answer=answer.text if found else None,
+            evidence_ids=cited if found else [],
+            usage=Usage(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens),
+        )
