@@ -72,6 +72,13 @@ class EmbeddingSettings(_Section):
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto picks CUDA when present.")
     batch_size: int = Field(64, ge=1, le=4096, description="Texts per forward pass.")
+    query_threads: int = Field(
+        1,
+        ge=0,
+        le=256,
+        description="CPU threads for embedding a few queries at once (0: torch's default). One thread is "
+        "fastest for a single short text, and keeps concurrent searches from oversubscribing the cores.",
+    )
 
 
 class IndexSettings(_Section):

@@ -86,7 +86,7 @@ class DenseIndex:
             quantizer = faiss.IndexFlatIP(self.dimension)
             ivf = faiss.IndexIVFFlat(quantizer, self.dimension, nlist, faiss.METRIC_INNER_PRODUCT)
             rng = np.random.default_rng(0)
-            sample = vectors[rng.choice(n, size=min(n, nlist * 64), replace=False)]
+            sample = vectors[rng.choice(n, size=min(n, nlist * 40), replace=False)]  # faiss wants >= 39/list
             ivf.train(sample)
             ivf.nprobe = self.nprobe
             self._index = ivf
@@ -110,7 +110,12 @@ class DenseIndex:
                 params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
             else:
                 params = faiss.SearchParameters(sel=selector)
-        scores, ids = self._index.search(q, k, params=params)
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)  # one query: threads cost more than they save
+        try:
+            scores, ids = self._index.search(q, k, params=params)
+        finally:
+            faiss.omp_set_num_threads(threads)
         keep = ids[0] >= 0
         return ids[0][keep].astype(np.int64), scores[0][keep].astype(np.float32)
 

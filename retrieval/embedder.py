@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,21 @@ def pick_device(device: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    import torch
+
+    previous = torch.get_num_threads()
+    if previous == n:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class SentenceEmbedder:
@@ -87,6 +103,12 @@ class SentenceEmbedder:
         """(n, dim) float32, L2-normalised."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if len(texts) <= 8 and self.settings.query_threads:
+            with _torch_threads(self.settings.query_threads):
+                return self._encode(texts, batch_size)
+        return self._encode(texts, batch_size)
+
+    def _encode(self, texts: Sequence[str], batch_size: int | None) -> np.ndarray:
         vectors = self.model.encode(
             list(texts),
             batch_size=batch_size or self.settings.batch_size,

@@ -174,9 +174,9 @@ class Library:
         """Top-k hits for `query`, best first (or in reader order with `reorder`)."""
         row = self.collection(name)
         self.retriever.validate(query)
-        index = self._index(row.id)
+        index = self._index(row.id, reconcile=False)
         index.refresh()
-        self._reconcile(index, row.id)
+        self._reconcile(index, row.id, row.version)
         allowed = None
         if document_ids or sources:
             allowed = self.store.chunk_ids_where(row.id, document_ids, sources)
@@ -229,11 +229,13 @@ class Library:
                 self._reconcile(index, collection_id)
         return index
 
-    def _reconcile(self, index: CollectionIndex, collection_id: int) -> None:
+    def _reconcile(self, index: CollectionIndex, collection_id: int, version: int | None = None) -> None:
         """Sync the index with the database when the collection's version moved (another
         process or machine wrote to it) or the index files were unreadable. Saved when no
         writer is busy, else kept in memory (the writer's own save includes everything)."""
-        if not index.needs_reconcile and index.db_version == self.store.collection_version(collection_id):
+        if version is None:
+            version = self.store.collection_version(collection_id)
+        if not index.needs_reconcile and index.db_version == version:
             return
         with index.write_lock(blocking=False) as locked:
             if locked:

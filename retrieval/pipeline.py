@@ -78,9 +78,18 @@ class HybridRetriever:
             ranked, kind = list(dense_of.items()), "dense"
         else:
             ranked, kind = list(sparse_of.items()), "bm25"
-        chunks = self.store.chunks([cid for cid, _ in ranked])
-        ranked = [(cid, score) for cid, score in ranked if cid in chunks]  # index may lead the DB
-        ranked = self._drop_near_duplicates(ranked)
+        wanted = max(k, self.settings.rerank_candidates if rerank and self.reranker is not None else 0)
+        chunks: dict[int, StoredChunk] = {}
+        kept: list[tuple[int, float]] = []
+        start, step = 0, 2 * wanted + 8
+        while len(kept) < wanted and start < len(ranked):
+            # only as many candidates as the answer needs are read from the database
+            window = ranked[start : start + step]
+            fetched = self.store.chunks([cid for cid, _ in window], with_embeddings=True)
+            chunks.update(fetched)
+            kept = self._drop_near_duplicates(kept + [(c, s) for c, s in window if c in fetched], chunks)
+            start += step
+        ranked = kept
         rerank_of: dict[int, float] = {}
         if rerank and self.reranker is not None and ranked:
             head = ranked[: max(k, self.settings.rerank_candidates)]
@@ -94,23 +103,24 @@ class HybridRetriever:
         ]
         return reorder_for_reader(hits) if reorder else hits
 
-    def _drop_near_duplicates(self, ranked: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    def _drop_near_duplicates(
+        self, ranked: list[tuple[int, float]], chunks: dict[int, StoredChunk]
+    ) -> list[tuple[int, float]]:
         """Keep the best of any group of hits whose embeddings are near-identical."""
         if len(ranked) < 2 or self.settings.dedup_threshold >= 1.0:
             return ranked
-        ids, vectors = self.store.embeddings([cid for cid, _ in ranked], self.embedder.dimension)
-        row = {int(cid): i for i, cid in enumerate(ids)}
-        kept: list[tuple[int, float]] = []
-        kept_rows: list[int] = []
-        for cid, score in ranked:
-            i = row.get(cid)
-            if i is None:
-                continue
-            if kept_rows and float(np.max(vectors[kept_rows] @ vectors[i])) >= self.settings.dedup_threshold:
-                continue
-            kept.append((cid, score))
-            kept_rows.append(i)
-        return kept
+        vectors = np.stack([_vector(chunks[cid]) for cid, _ in ranked])  # (n, dim)
+        similar = (vectors @ vectors.T) >= self.settings.dedup_threshold  # (n, n)
+        kept: list[int] = []
+        for i in range(len(ranked)):
+            if not kept or not similar[i, kept].any():
+                kept.append(i)
+        return [ranked[i] for i in kept]
+
+
+def _vector(chunk: StoredChunk) -> np.ndarray:
+    assert chunk.embedding is not None, "chunks for de-duplication are read with their embeddings"
+    return chunk.embedding
 
 
 def _hit(

@@ -128,6 +128,7 @@ class StoredChunk:
     end_char: int
     heading: str
     metadata: dict[str, Any]
+    embedding: np.ndarray | None = None
 
     @property
     def context_text(self) -> str:
@@ -423,8 +424,12 @@ class Store:
                 if source not in existing:
                     s.add(
                         DocumentRow(
-                            collection_id=collection_id, source=source, title=source, content_hash="",
-                            media_type=media_type, status=DocumentStatus.QUEUED.value,
+                            collection_id=collection_id,
+                            source=source,
+                            title=source,
+                            content_hash="",
+                            media_type=media_type,
+                            status=DocumentStatus.QUEUED.value,
                         )
                     )
 
@@ -463,24 +468,27 @@ class Store:
             return np.zeros(0, dtype=np.int64), np.zeros((0, dimension), dtype=np.float32)
         return np.asarray(out_ids, dtype=np.int64), np.vstack(vectors)
 
-    def chunks(self, ids: Iterable[int]) -> dict[int, StoredChunk]:
+    def chunks(self, ids: Iterable[int], with_embeddings: bool = False) -> dict[int, StoredChunk]:
         wanted = list({int(i) for i in ids})
         out: dict[int, StoredChunk] = {}
+        columns = [
+            ChunkRow.id,
+            ChunkRow.document_id,
+            DocumentRow.source,
+            DocumentRow.title,
+            ChunkRow.ordinal,
+            ChunkRow.text,
+            ChunkRow.start_char,
+            ChunkRow.end_char,
+            ChunkRow.heading,
+            ChunkRow.meta,
+        ]
+        if with_embeddings:
+            columns.append(ChunkRow.embedding)
         with self.session() as s:
             for batch in _batches(wanted, 5000):
                 rows = s.execute(
-                    select(
-                        ChunkRow.id,
-                        ChunkRow.document_id,
-                        DocumentRow.source,
-                        DocumentRow.title,
-                        ChunkRow.ordinal,
-                        ChunkRow.text,
-                        ChunkRow.start_char,
-                        ChunkRow.end_char,
-                        ChunkRow.heading,
-                        ChunkRow.meta,
-                    )
+                    select(*columns)
                     .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
                     .where(ChunkRow.id.in_(batch))
                 )
@@ -496,6 +504,7 @@ class Store:
                         end_char=r.end_char,
                         heading=r.heading,
                         metadata=dict(r.meta or {}),
+                        embedding=np.frombuffer(r.embedding, dtype=np.float32) if with_embeddings else None,
                     )
         return out
 
