@@ -17,6 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 DEFAULT_EVAL_DIR = ROOT.parent / "shared" / "eval"
@@ -43,7 +45,7 @@ def base_parser(description: str) -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=0,
-        help="torch intra-op threads (0: torch's default, one per core).",
+        help="torch and FAISS (OpenMP) threads (0: their default, one per core).",
     )
     parser.add_argument("--seed", type=int, default=0, help="Seed of every sample drawn.")
     parser.add_argument("--output", type=Path, default=None, help="JSON path (default: results/<name>.json).")
@@ -51,17 +53,21 @@ def base_parser(description: str) -> argparse.ArgumentParser:
 
 
 def apply_threads(threads: int) -> None:
+    """Cap torch's and FAISS's OpenMP threads (both default to one per core)."""
     if threads > 0:
+        import faiss
         import torch
 
         torch.set_num_threads(threads)
+        faiss.omp_set_num_threads(threads)
 
 
 def environment() -> dict[str, Any]:
     """What the numbers depend on: machine, load and library versions."""
+    import faiss
     import torch
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for dist in ("torch", "sentence-transformers", "faiss-cpu", "bm25s", "llama-index-core",
                  "llama-index-embeddings-huggingface"):
         try:
@@ -73,6 +79,7 @@ def environment() -> dict[str, Any]:
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "faiss_threads": faiss.omp_get_max_threads(),
         "cuda": torch.cuda.is_available(),
         "load_average": list(os.getloadavg()),
         "versions": versions,
@@ -184,6 +191,21 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
         "mean_ms": sum(ms) / len(ms) if ms else float("nan"),
         "n": len(ms),
     }
+
+
+class ReplayEmbedder:
+    """Quarry's embedder with the model call replaced by a lookup of vectors computed
+    before: a Library using it does everything it does, less running the model."""
+
+    def __init__(self, real: Any, vectors: dict[str, np.ndarray]) -> None:
+        self.real = real
+        self.vectors = vectors
+        self.name = real.name
+        self.dimension = real.dimension
+        self.token_ids = real.token_ids
+
+    def encode(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
+        return np.stack([self.vectors[t] for t in texts]).astype(np.float32)
 
 
 # output ------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,28 +29,21 @@ from common import (
     write_json,
 )
 
+from evals.metrics import all_gold_at_k, distinct, recall_at_k, reciprocal_rank
+
 KS = (1, 2, 5, 10)
 Ranker = Callable[[str], list[str]]  # question -> passage ids, best first
 
 
-def distinct(keys: Iterable[str], depth: int) -> list[str]:
-    """The first `depth` distinct keys, in order."""
-    seen: dict[str, None] = {}
-    for key in keys:
-        seen.setdefault(key, None)
-        if len(seen) == depth:
-            break
-    return list(seen)
-
-
 def score_one(ranked: Sequence[str], gold: frozenset[str]) -> dict[str, float]:
     """recall@k (fraction of gold found), all@k (every gold found) and reciprocal rank."""
+    entries = sorted(gold)
+    matches = [frozenset(i for i, g in enumerate(entries) if g == key) for key in ranked]
     out: dict[str, float] = {}
     for k in KS:
-        found = len(gold.intersection(ranked[:k]))
-        out[f"recall@{k}"] = found / len(gold)
-        out[f"all@{k}"] = float(found == len(gold))
-    out["mrr"] = next((1.0 / r for r, key in enumerate(ranked, start=1) if key in gold), 0.0)
+        out[f"recall@{k}"] = recall_at_k(matches, len(entries), k)
+        out[f"all@{k}"] = all_gold_at_k(matches, len(entries), k)
+    out["mrr"] = reciprocal_rank(matches)
     return out
 
 
@@ -90,28 +83,17 @@ def quarry_rankers(
 
 
 def llamaindex_ranker(passages: Sequence[Passage], fetch: int, depth: int, batch_size: int) -> tuple[Ranker, float]:
-    """llama-index's default VectorStoreIndex (default node parser, in-memory store)."""
-    from llama_index.core import Document, VectorStoreIndex
-    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+    """llama-index's default VectorStoreIndex (evals.baselines, shared with `quarry eval`)."""
+    from evals.baselines import BaselinePassage, LlamaIndexRetriever
 
-    embed = HuggingFaceEmbedding(model_name=model_path(), embed_batch_size=batch_size)
-    embed.get_text_embedding("warm-up")
-    docs = [
-        Document(
-            text=p.text,
-            metadata={"title": p.title, "passage_id": p.id},
-            excluded_embed_metadata_keys=["passage_id"],
-            excluded_llm_metadata_keys=["passage_id"],
-        )
-        for p in passages
-    ]
+    retriever = LlamaIndexRetriever(model_path(), batch_size=batch_size, top_k=fetch)
+    retriever.warm_up()
     with Stopwatch() as watch:
-        index = VectorStoreIndex.from_documents(docs, embed_model=embed)
-    say(f"llama-index: {len(docs)} passages indexed in {watch.seconds:.1f}s")
-    retriever = index.as_retriever(similarity_top_k=fetch)
+        retriever.build([BaselinePassage(p.id, p.title, p.text) for p in passages])
+    say(f"llama-index: {len(passages)} passages indexed in {watch.seconds:.1f}s")
 
     def rank(question: str) -> list[str]:
-        return distinct((str(n.node.metadata["passage_id"]) for n in retriever.retrieve(question)), depth)
+        return retriever.ranked_passages(question, depth)
 
     return rank, watch.seconds
 

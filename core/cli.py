@@ -236,6 +236,7 @@ def delete(
 
 def main() -> None:
     import core.cli_ask  # noqa: F401  (registers `ask` and `research`)
+    import core.cli_eval  # noqa: F401  (registers `eval`)
     import core.cli_serve  # noqa: F401  (registers `serve`, `api` and `worker`)
 
     app()

@@ -1,0 +1,62 @@
+"""Loaders of QA sets: each gives a corpus (documents to ingest) and QA items."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from evals.datasets.common import load_passages
+from evals.datasets.hotpotqa import load_hotpotqa
+from evals.datasets.leval import load_leval
+from evals.datasets.musique import load_musique
+from evals.datasets.needle import load_needle
+from evals.datasets.qa_jsonl import load_qa_jsonl
+from evals.datasets.squad import load_squad
+from evals.errors import DatasetError
+from evals.types import Dataset
+
+DatasetName = Literal["hotpotqa", "squad", "musique", "leval", "needle", "jsonl"]
+DATASETS: tuple[str, ...] = ("hotpotqa", "squad", "musique", "leval", "needle", "jsonl")
+
+
+def load_dataset(
+    name: str,
+    path: Path,
+    corpus: Path | None = None,
+    needle_lengths: Sequence[int] | None = None,
+    needle_depths: Sequence[int] | None = None,
+) -> Dataset:
+    """Load a QA set by format name; `corpus` (jsonl and hotpotqa) names a corpus file."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path}: no such file or folder")
+    if corpus is not None and name not in ("jsonl", "hotpotqa"):
+        raise DatasetError(f"--corpus applies to the jsonl and hotpotqa formats, not {name}")
+    if name == "hotpotqa":
+        return load_hotpotqa(path, corpus)
+    if name == "squad":
+        return load_squad(path)
+    if name == "musique":
+        return load_musique(path)
+    if name == "leval":
+        return load_leval(path)
+    if name == "needle":
+        return load_needle(path, needle_lengths, needle_depths)
+    if name == "jsonl":
+        return load_qa_jsonl(path, corpus)
+    raise DatasetError(f"unknown dataset format {name!r}: use one of {', '.join(DATASETS)}")
+
+
+__all__ = [
+    "DATASETS",
+    "DatasetName",
+    "load_dataset",
+    "load_hotpotqa",
+    "load_leval",
+    "load_musique",
+    "load_needle",
+    "load_passages",
+    "load_qa_jsonl",
+    "load_squad",
+]
