@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import Counter, Histogram
 
 from api import errors
-from api.routers import admin, ask, collections, jobs, research
+from api.routers import admin, ask, collections, evals, jobs, research
 from api.services import Services
 from core.settings import Settings, get_settings
 
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         lifespan=lifespan,
     )
     errors.install(app)
-    for router in (collections.router, ask.router, research.router, jobs.router, admin.router):
+    for router in (collections.router, ask.router, research.router, evals.router, jobs.router, admin.router):
         app.include_router(router)
 
     @app.middleware("http")

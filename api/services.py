@@ -45,7 +45,7 @@ class Services:
 
     def enqueue(self, job: JobInfo) -> None:
         """Hand a job to the broker (the task claims it from the database)."""
-        task = {"ingest": "quarry.ingest_job", "research": "quarry.research_job"}[job.kind]
+        task = {"ingest": "quarry.ingest_job", "research": "quarry.research_job", "eval": "quarry.eval_job"}[job.kind]
         self.celery.send_task(task, args=[job.id])
 
     def requeue_stale(self) -> list[str]:

@@ -13,6 +13,7 @@ TASK_QUEUES = {
     "quarry.ingest_job": "ingest",
     "quarry.search_node": "search",
     "quarry.research_job": "research",
+    "quarry.eval_job": "research",
     "quarry.precompute_context": "gpu",
 }
 

@@ -166,6 +166,23 @@ def register_tasks(app: Celery, settings: Settings) -> None:
 
         return run_job(job_id, body)
 
+    @app.task(name="quarry.eval_job", bind=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
+    def eval_job(self: Task, job_id: str) -> str:
+        def body(job: Any) -> dict[str, Any]:
+            from evals.runner import EvalConfig, run_eval
+
+            config = EvalConfig.model_validate(job.params)
+            out = settings.storage.data_dir / "evals" / job.id
+
+            def progress(p: Any) -> None:
+                runtime.jobs.heartbeat(job.id, done=p.done, total=p.total)
+
+            # a redelivered job continues the same run directory where it stopped
+            report = run_eval(config, library=runtime.library.for_tenant(job.tenant), out=out, on_progress=progress)
+            return dict(report.model_dump(mode="json"))
+
+        return run_job(job_id, body)
+
     @app.task(name="quarry.search_node", autoretry_for=TRANSIENT, retry_backoff=True, max_retries=2)
     def search_node(task_json: str) -> str:
         from agents.searcher import NodeTask, Searcher

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import pytest
@@ -197,3 +198,30 @@ def test_research_job_and_cancel(live: Live, kb: str) -> None:
         assert c.get(f"/v1/research/{r.json()['id']}/result").status_code == 409
         assert c.post("/v1/research", json={"collection": "kb"}).status_code == 422
         assert c.post("/v1/research", json={"collection": "nope", "topic": "x"}).status_code == 404
+
+
+def test_eval_job(live: Live, tmp_path: Path) -> None:
+    folder = tmp_path / "qa"
+    folder.mkdir()
+    (folder / "passages.jsonl").write_text(
+        "\n".join(
+            json.dumps(p)
+            for p in [
+                {"id": "p1", "title": "Otters", "text": "Sea otters hold hands while they sleep."},
+                {"id": "p2", "title": "Bees", "text": "Honey bees dance to show where flowers are."},
+            ]
+        )
+    )
+    (folder / "qa.jsonl").write_text(
+        json.dumps({"question": "What do sea otters hold while sleeping?", "answers": ["hands"], "gold": ["p1"]}) + "\n"
+    )
+    with live.client() as c:
+        r = c.post("/v1/evals", json={"dataset": "jsonl", "path": str(folder), "systems": ["bm25", "hybrid"]})
+        assert r.status_code == 202, r.text
+        job = live.wait_job(c, r.json()["id"], path="/v1/evals")
+        assert job["status"] == "succeeded", job
+        assert set(job["result"]["systems"]) == {"bm25", "hybrid"}
+        assert c.post("/v1/evals", json={"dataset": "jsonl", "path": "/no/such/file"}).status_code == 422
+        reader = c.post("/v1/keys", json={"name": "ev", "tenant": "default"}).json()["token"]
+    with live.client(reader) as c:
+        assert c.post("/v1/evals", json={"dataset": "jsonl", "path": str(folder)}).status_code == 403

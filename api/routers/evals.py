@@ -1,0 +1,51 @@
+"""Evaluation jobs: `quarry eval` run by a worker (admin only, since the QA files are read
+from the server's disk)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, status
+
+from api.deps import AdminDep, ServicesDep
+from api.routers.jobs import job_out
+from api.schemas import JobOut, _In
+
+router = APIRouter(prefix="/v1/evals", tags=["evals"])
+
+
+class EvalCreate(_In):
+    dataset: str
+    path: str
+    corpus: str | None = None
+    collection: str | None = None
+    limit: int | None = None
+    systems: list[str] | None = None
+    ks: list[int] | None = None
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
+def create(body: EvalCreate, services: ServicesDep, principal: AdminDep) -> JobOut:
+    from pydantic import ValidationError
+
+    from evals.runner import EvalConfig
+
+    fields: dict[str, Any] = {k: v for k, v in body.model_dump().items() if v is not None}
+    try:
+        config = EvalConfig(**fields)
+    except ValidationError as exc:
+        raise HTTPException(422, f"invalid eval: {exc.errors()[0]['msg']}") from None
+    if not Path(config.path).exists():
+        raise HTTPException(422, f"no such file or folder on the server: {config.path}")
+    job = services.jobs.create("eval", principal.tenant, config.collection or "", config.model_dump(mode="json"))
+    services.enqueue(job)
+    return job_out(job)
+
+
+@router.get("/{job_id}", response_model=JobOut)
+def get(job_id: str, services: ServicesDep, principal: AdminDep) -> JobOut:
+    job = services.jobs.get(job_id, principal.tenant)
+    if job.kind != "eval":
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no eval job {job_id!r}")
+    return job_out(job)
