@@ -1,0 +1,73 @@
+"""The searcher's long-document reader over a real library (SQLite, FAISS, BM25, the
+bundled embedding model) and the memory engine on a tiny random Llama."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from agents.long_reader import LongDocumentReader
+from agents.searcher import NodeTask
+from core.settings import MemorySettings
+from core.types import Evidence
+from memory.config import SqueezedConfig
+from memory.engine import LongContextEngine
+from memory.store import ContextStore
+from retrieval import Library, text_document
+from tests.memory.test_engine import document
+
+
+def evidence_for(library: Library, question: str) -> list[Evidence]:
+    hits = library.search("docs", question, k=4)
+    return [
+        Evidence(
+            chunk_id=h.chunk_id,
+            document_id=h.document_id,
+            document=h.document,
+            title=h.title,
+            text=h.text,
+            start_char=h.start_char,
+            end_char=h.end_char,
+            score=h.score,
+        )
+        for h in hits
+    ]
+
+
+def test_a_node_about_one_long_document_is_read_whole(
+    library: Library, chat_model: Any, tokenizer: Any, tmp_path: Path
+) -> None:
+    long_text = document(words=900, seed=11)
+    library.ingest_documents(
+        "docs", [text_document(long_text, name="long.txt"), text_document("A short note.", name="note.txt")]
+    )
+    engine = LongContextEngine(
+        chat_model,
+        tokenizer,
+        store=ContextStore(tmp_path / "contexts"),
+        squeezed=SqueezedConfig(cluster_share=0.05, coarse_share=0.01, prefill_chunk=256),
+        model_id="tiny",
+    )
+    settings = MemorySettings(min_document_tokens=300, max_new_tokens=5, target_share=0.5)
+    reader = LongDocumentReader(library.store, settings, engine=engine)
+    evidence = evidence_for(library, "silver river harbor")
+    long_id = next(d.id for d in library.documents("docs") if d.source == "long.txt")
+
+    async def run() -> Any:
+        target = await reader.target(evidence)
+        assert target == long_id
+        task = NodeTask(collection="docs", node_id="n1", question="Where is the silver harbor?")
+        return await reader.read(task, [task.question], evidence, target)
+
+    result = asyncio.run(run())
+    assert result.node_id == "n1" and result.evidence == evidence
+    assert result.usage.prompt_tokens > 900 and 1 <= result.usage.completion_tokens <= 5
+    if result.found:
+        assert result.evidence_ids and all(
+            e.document_id == long_id for e in evidence if e.chunk_id in result.evidence_ids
+        )
+    assert list((tmp_path / "contexts").rglob("*.safetensors"))  # the document's context was stored
+
+    short_only = [e for e in evidence_for(library, "short note") if e.document_id != long_id]
+    assert asyncio.run(reader.target(short_only)) is None  # short documents are read as passages
