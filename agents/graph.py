@@ -35,7 +35,7 @@ from agents.llm.base import ChatModel, Usage
 from agents.plan import AddNode, PlanGraph
 from agents.planner import HeuristicPlanner, ModelPlanner, Planner, PlannerReply
 from agents.reader import ExtractiveReader
-from agents.searcher import LocalExecutor, NodeExecutor, NodeResult, NodeTask, Searcher
+from agents.searcher import LocalExecutor, LongReader, NodeExecutor, NodeResult, NodeTask, Searcher
 from agents.writer import EXTRACTIVE_NOTE, Writer
 from core.errors import QuarryError
 from core.settings import Settings
@@ -83,13 +83,16 @@ class AgentGraph:
         model: ChatModel | None = None,
         executor: NodeExecutor | None = None,
         planner: Planner | None = None,
+        long_reader: LongReader | None = None,
     ) -> None:
         self.library = library
         self.settings = settings or library.settings
         self.model = model
         self.reader = ExtractiveReader(library.embedder, Analyzer())
         self.planner: Planner = planner or (ModelPlanner(model) if model else HeuristicPlanner(self.reader))
-        self.executor = executor or LocalExecutor(Searcher(library, self.settings.agents, self.reader, model))
+        self.executor = executor or LocalExecutor(
+            Searcher(library, self.settings.agents, self.reader, model, long_reader)
+        )
         self.writer = Writer(self.reader, model)
         builder = StateGraph(RunState, context_schema=RunContext)
         builder.add_node("plan", self._plan)

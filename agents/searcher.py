@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Sequence
 from typing import Protocol
 
 from pydantic import BaseModel, Field
@@ -57,6 +58,16 @@ class NodeExecutor(Protocol):
     async def run(self, task: NodeTask) -> NodeResult: ...
 
 
+class LongReader(Protocol):
+    """Answers a node from one whole long document (`agents.long_reader.LongDocumentReader`)."""
+
+    async def target(self, evidence: Sequence[Evidence]) -> int | None: ...
+
+    async def read(
+        self, task: NodeTask, queries: list[str], evidence: list[Evidence], document_id: int
+    ) -> NodeResult: ...
+
+
 class Searcher:
     def __init__(
         self,
@@ -64,11 +75,13 @@ class Searcher:
         settings: AgentSettings,
         reader: ExtractiveReader,
         model: ChatModel | None = None,
+        long_reader: LongReader | None = None,
     ) -> None:
         self.library = library
         self.settings = settings
         self.reader = reader
         self.model = model
+        self.long_reader = long_reader
 
     async def run(self, task: NodeTask) -> NodeResult:
         usage = Usage()
@@ -77,6 +90,12 @@ class Searcher:
         evidence = await self._retrieve(task, queries)
         if not evidence:
             return NodeResult(node_id=task.node_id, queries=queries, evidence=[], found=False, usage=usage)
+        if self.long_reader is not None:
+            document_id = await self.long_reader.target(evidence)
+            if document_id is not None:  # the question is about one long document: read all of it
+                long_result = await self.long_reader.read(task, queries, evidence, document_id)
+                long_result.usage += usage
+                return long_result
         if self.model is not None:
             result = await self._read_with_model(task, queries, evidence)
             result.usage += usage

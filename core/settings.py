@@ -179,6 +179,11 @@ class MemorySettings(_Section):
         description="How the long-document reader reads: squeezed (cached fixed context, prefill once per "
         "document), infllm (memory units, any length, no cache), full (plain attention).",
     )
+    precompute_collections: list[str] = Field(
+        default_factory=list,
+        description="Collections whose long documents get their fixed context precomputed on the gpu queue "
+        "when ingested (needs llm.backend = hf).",
+    )
     min_document_tokens: int = Field(
         8192, ge=256, description="Documents at least this long (model tokens) are read with the memory engine."
     )

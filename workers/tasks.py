@@ -51,10 +51,26 @@ class Runtime:
 
         return make_chat_model(self.settings.llm)
 
+    @cached_property
+    def memory_engine(self) -> Any:
+        from memory.engine import LongContextEngine
+
+        return LongContextEngine.from_settings(self.settings)
+
+    def long_reader(self, tenant: str) -> Any:
+        """The whole-document reader, for in-process models (`llm.backend = hf`)."""
+        if self.settings.llm.backend != "hf":
+            return None
+        from agents.long_reader import LongDocumentReader
+
+        store = self.library.for_tenant(tenant).store
+        return LongDocumentReader(store, self.settings.memory, engine_factory=lambda: self.memory_engine)
+
     def agent(self, tenant: str) -> Any:
         from agents.graph import AgentGraph
 
-        return AgentGraph(self.library.for_tenant(tenant), model=self.model)
+        library = self.library.for_tenant(tenant)
+        return AgentGraph(library, model=self.model, long_reader=self.long_reader(tenant))
 
 
 @contextmanager
@@ -134,6 +150,11 @@ def register_tasks(app: Celery, settings: Settings) -> None:
                         files.append((path, source))
                     report = library.ingest_files(job.collection, files, progress)
             runtime.jobs.drop_uploads(job.id)
+            if job.collection in settings.memory.precompute_collections and settings.llm.backend == "hf":
+                changed = set(report.added) | set(report.replaced)
+                for doc in library.documents(job.collection):
+                    if doc.source in changed:
+                        app.send_task("quarry.precompute_context", args=[job.tenant, job.collection, doc.id])
             return dict(report.model_dump(mode="json"))
 
         return run_job(job_id, body)
@@ -183,13 +204,28 @@ def register_tasks(app: Celery, settings: Settings) -> None:
 
         return run_job(job_id, body)
 
+    @app.task(name="quarry.precompute_context", autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
+    def precompute_context(tenant: str, collection: str, document_id: int) -> str:
+        """Prefill and cluster a long document's fixed context once (idempotent: the store
+        is keyed by model, content hash and configuration)."""
+        from memory.engine import precompute_context as precompute
+
+        library = runtime.library.for_tenant(tenant)
+        text = library.store.document_text(document_id)
+        engine = runtime.memory_engine
+        if engine.count_tokens(text) < settings.memory.min_document_tokens:
+            return "short document: read from its passages"
+        return str(precompute(text, engine=engine))
+
     @app.task(name="quarry.search_node", autoretry_for=TRANSIENT, retry_backoff=True, max_retries=2)
     def search_node(task_json: str) -> str:
         from agents.searcher import NodeTask, Searcher
 
         task = NodeTask.model_validate_json(task_json)
         agent = runtime.agent(task.tenant)
-        searcher = Searcher(agent.library, settings.agents, agent.reader, runtime.model)
+        searcher = Searcher(
+            agent.library, settings.agents, agent.reader, runtime.model, runtime.long_reader(task.tenant)
+        )
         result = asyncio.run(searcher.run(task))
         result.worker = runtime.name
         return str(result.model_dump_json())

@@ -71,3 +71,24 @@ def test_a_node_about_one_long_document_is_read_whole(
 
     short_only = [e for e in evidence_for(library, "short note") if e.document_id != long_id]
     assert asyncio.run(reader.target(short_only)) is None  # short documents are read as passages
+
+
+def test_the_agent_graph_reads_a_long_document_whole(
+    library: Library, chat_model: Any, tokenizer: Any, tmp_path: Path
+) -> None:
+    """Wired through AgentGraph → Searcher: a node whose evidence is one long document is
+    answered by the memory engine (its usage shows the whole document was read)."""
+    from agents.graph import AgentGraph
+
+    library.ingest_documents("docs", [text_document(document(words=900, seed=5), name="long.txt")])
+    engine = LongContextEngine(
+        chat_model,
+        tokenizer,
+        store=ContextStore(tmp_path / "contexts"),
+        squeezed=SqueezedConfig(cluster_share=0.05, coarse_share=0.01, prefill_chunk=256),
+        model_id="tiny",
+    )
+    reader = LongDocumentReader(library.store, MemorySettings(min_document_tokens=300, max_new_tokens=4), engine=engine)
+    answer = asyncio.run(AgentGraph(library, long_reader=reader).ask("docs", "Where is the silver harbor?"))
+    assert answer.prompt_tokens > 900  # the engine read the whole document, not a few passages
+    assert list((tmp_path / "contexts").rglob("*.safetensors"))
