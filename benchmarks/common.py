@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from evals.metrics import latency_summary, percentile  # noqa: F401  (one implementation, shared)
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 DEFAULT_EVAL_DIR = ROOT.parent / "shared" / "eval"
@@ -68,8 +70,14 @@ def environment() -> dict[str, Any]:
     import torch
 
     versions: dict[str, str | None] = {}
-    for dist in ("torch", "sentence-transformers", "faiss-cpu", "bm25s", "llama-index-core",
-                 "llama-index-embeddings-huggingface"):
+    for dist in (
+        "torch",
+        "sentence-transformers",
+        "faiss-cpu",
+        "bm25s",
+        "llama-index-core",
+        "llama-index-embeddings-huggingface",
+    ):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -127,8 +135,7 @@ def load_hotpotqa(eval_dir: Path) -> tuple[list[Passage], list[Question]]:
     passages = [Passage(title, title, " ".join(s.strip() for s in sents)) for title, sents in corpus.items()]
     records = json.loads((base / "hotpotqa_train.json").read_text())
     questions = [
-        Question(r["_id"], r["question"], frozenset(title for title, _ in r["supporting_facts"]))
-        for r in records
+        Question(r["_id"], r["question"], frozenset(title for title, _ in r["supporting_facts"])) for r in records
     ]
     return passages, questions
 
@@ -137,9 +144,7 @@ def load_squad(eval_dir: Path, sample: int | None, seed: int) -> tuple[list[Pass
     """SQuAD: every passage; `sample` questions drawn with `seed` (None: all)."""
     base = eval_dir / "squad"
     passages = [Passage(r["id"], r["title"], r["text"]) for r in _jsonl(base / "passages.jsonl")]
-    questions = [
-        Question(r["id"], r["question"], frozenset([r["gold_passage_id"]])) for r in _jsonl(base / "qa.jsonl")
-    ]
+    questions = [Question(r["id"], r["question"], frozenset([r["gold_passage_id"]])) for r in _jsonl(base / "qa.jsonl")]
     if sample is not None and sample < len(questions):
         questions = random.Random(seed).sample(questions, sample)
     return passages, questions
@@ -169,28 +174,6 @@ class Stopwatch:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self._start
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100), linear interpolation between order statistics."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
-    """p50 / p95 / mean in milliseconds."""
-    ms = [s * 1000 for s in seconds]
-    return {
-        "p50_ms": percentile(ms, 50),
-        "p95_ms": percentile(ms, 95),
-        "mean_ms": sum(ms) / len(ms) if ms else float("nan"),
-        "n": len(ms),
-    }
 
 
 class ReplayEmbedder:
