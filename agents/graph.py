@@ -289,6 +289,7 @@ class AgentGraph:
             notes=notes,
             prompt_tokens=run.usage.prompt_tokens,
             completion_tokens=run.usage.completion_tokens,
+            cached_prompt_tokens=run.usage.cached_prompt_tokens,
             timings={k: round(v, 4) for k, v in run.timings.items()},
         )
         return {"answer": answer}

@@ -13,9 +13,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from agents.llm.base import Usage
+from agents.llm.base import ChatModel, Usage
 from agents.searcher import NodeResult, NodeTask
-from core.settings import MemorySettings
+from core.settings import MemorySettings, Settings
 from core.types import Evidence
 from retrieval.storage import Store
 
@@ -61,7 +61,7 @@ class LongDocumentReader:
         text = await asyncio.to_thread(self.store.document_text, document_id)
         key = (document_id, len(text))
         if key not in self._lengths:
-            self._lengths[key] = await asyncio.to_thread(self.engine.count_tokens, text)
+            self._lengths[key] = await asyncio.to_thread(self._count_tokens, text)
         return document_id if self._lengths[key] >= self.settings.min_document_tokens else None
 
     async def read(self, task: NodeTask, queries: list[str], evidence: list[Evidence], document_id: int) -> NodeResult:
@@ -74,6 +74,23 @@ class LongDocumentReader:
         known = [f"{p.question} {p.answer}" for p in task.parents if p.answer]
         if known:
             question += "\nKnown: " + " ".join(known)
+        answer_text, usage = await self._answer(text, question)
+        found = bool(answer_text) and NOT_FOUND not in answer_text.upper()
+        cited = [e.chunk_id for e in evidence if e.document_id == document_id][:CITED_PASSAGES]
+        return NodeResult(
+            node_id=task.node_id,
+            queries=queries,
+            evidence=evidence,
+            found=found,
+            answer=answer_text if found else None,
+            evidence_ids=cited if found else [],
+            usage=usage,
+        )
+
+    def _count_tokens(self, text: str) -> int:
+        return int(self.engine.count_tokens(text))
+
+    async def _answer(self, text: str, question: str) -> tuple[str, Usage]:
         answer = await asyncio.to_thread(
             self.engine.answer,
             text,
@@ -81,14 +98,48 @@ class LongDocumentReader:
             mechanism=self.settings.mechanism,
             max_new_tokens=self.settings.max_new_tokens,
         )
-        found = bool(answer.text) and NOT_FOUND not in answer.text.upper()
-        cited = [e.chunk_id for e in evidence if e.document_id == document_id][:CITED_PASSAGES]
-        return NodeResult(
-            node_id=task.node_id,
-            queries=queries,
-            evidence=evidence,
-            found=found,
-            answer=answer.text if found else None,
-            evidence_ids=cited if found else [],
-            usage=Usage(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens),
+        return answer.text, Usage(prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens)
+
+
+class PrefixCacheReader(LongDocumentReader):
+    """The same whole-document reading with a served model (a vLLM server, or in-process
+    vLLM): the document is laid out first and byte-identical, the question last, so the
+    server's prefix cache serves the document after its first question; the usage reports
+    how many prompt tokens were cache hits."""
+
+    def __init__(self, store: Store, settings: MemorySettings, model: ChatModel) -> None:
+        self.store = store
+        self.settings = settings
+        self.model = model
+        self._lengths: dict[tuple[int, int], int] = {}
+        self._engine = None
+        self._factory = None
+
+    def _count_tokens(self, text: str) -> int:
+        return len(text.split()) * 4 // 3  # about 4 tokens per 3 words of English; only a threshold
+
+    async def _answer(self, text: str, question: str) -> tuple[str, Usage]:
+        from memory.prefix import ask_with_prefix_cache
+
+        reply = await ask_with_prefix_cache(self.model, text, question, max_tokens=self.settings.max_new_tokens)
+        return reply.completion.text.strip(), reply.completion.usage
+
+
+def make_long_reader(
+    settings: Settings,
+    store: Store,
+    model: ChatModel | None,
+    engine_factory: Callable[[], LongContextEngine] | None = None,
+) -> LongDocumentReader | None:
+    """The whole-document reader the configured generator supports: the memory engine for
+    in-process transformers models, prefix caching for vLLM/OpenAI-compatible servers, none
+    in extractive mode."""
+    if model is None or settings.llm.backend == "extractive":
+        return None
+    if settings.llm.backend == "hf":
+        from memory.engine import LongContextEngine
+
+        return LongDocumentReader(
+            store, settings.memory, engine_factory=engine_factory or (lambda: LongContextEngine.from_settings(settings))
         )
+    return PrefixCacheReader(store, settings.memory, model)

@@ -69,6 +69,7 @@ class AnswerOut(BaseModel):
     notes: list[str]
     prompt_tokens: int
     completion_tokens: int
+    cached_prompt_tokens: int | None = None
     timings: dict[str, float]
 
 

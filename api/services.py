@@ -41,7 +41,11 @@ class Services:
             from workers.executor import CeleryExecutor
 
             executor = CeleryExecutor(self.celery, self.settings.service.node_wait_s)
-        return AgentGraph(self.library.for_tenant(tenant), settings=self.settings, model=self.model, executor=executor)
+        from agents.long_reader import make_long_reader
+
+        library = self.library.for_tenant(tenant)
+        long_reader = make_long_reader(self.settings, library.store, self.model)
+        return AgentGraph(library, settings=self.settings, model=self.model, executor=executor, long_reader=long_reader)
 
     def enqueue(self, job: JobInfo) -> None:
         """Hand a job to the broker (the task claims it from the database)."""

@@ -190,4 +190,5 @@ class Answer(BaseModel):
     notes: list[str] = Field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int | None = Field(None, description="Prompt tokens the server's prefix cache served.")
     timings: dict[str, float] = Field(default_factory=dict)

@@ -58,13 +58,11 @@ class Runtime:
         return LongContextEngine.from_settings(self.settings)
 
     def long_reader(self, tenant: str) -> Any:
-        """The whole-document reader, for in-process models (`llm.backend = hf`)."""
-        if self.settings.llm.backend != "hf":
-            return None
-        from agents.long_reader import LongDocumentReader
+        """The whole-document reader the configured generator supports (none if extractive)."""
+        from agents.long_reader import make_long_reader
 
-        store = self.library.for_tenant(tenant).store
-        return LongDocumentReader(store, self.settings.memory, engine_factory=lambda: self.memory_engine)
+        # one memory engine (and model) per worker process
+        return make_long_reader(self.settings, self.library.store, self.model, lambda: self.memory_engine)
 
     def agent(self, tenant: str) -> Any:
         from agents.graph import AgentGraph

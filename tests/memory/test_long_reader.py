@@ -92,3 +92,21 @@ def test_the_agent_graph_reads_a_long_document_whole(
     answer = asyncio.run(AgentGraph(library, long_reader=reader).ask("docs", "Where is the silver harbor?"))
     assert answer.prompt_tokens > 900  # the engine read the whole document, not a few passages
     assert list((tmp_path / "contexts").rglob("*.safetensors"))
+
+
+def test_served_models_read_long_documents_with_the_prefix_layout(library: Library) -> None:
+    """With a served model, a node about one long document sends the whole document first
+    and the question last; the answer comes from that call."""
+    from agents.graph import AgentGraph
+    from agents.long_reader import PrefixCacheReader
+    from tests.agents.scripted import ScriptedModel
+
+    text = document(words=900, seed=7)
+    library.ingest_documents("docs", [text_document(text, name="long.txt")])
+    plan = {"ops": [{"op": "add_node", "id": "n1", "question": "Where is the silver harbor?", "parents": []}]}
+    model = ScriptedModel(plan, {}, writer="It is by the river [1].")
+    reader = PrefixCacheReader(library.store, MemorySettings(min_document_tokens=300), model)
+    answer = asyncio.run(AgentGraph(library, model=model, long_reader=reader).ask("docs", "Where is the harbor?"))
+    whole = [user for role, user in model.calls if role == "research" and text[:200] in user]
+    assert whole, "the long document was sent whole"
+    assert answer.nodes[0].state.value == "done" and answer.nodes[0].answer
