@@ -46,8 +46,9 @@ def select_documents(passages: list[Passage], chunker: Any, max_chunks: int) -> 
 
 def run_raw(model: Any, texts: list[str], batch_size: int) -> tuple[float, np.ndarray]:
     with Stopwatch() as watch:
-        vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                               show_progress_bar=False)
+        vectors = model.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
     return watch.seconds, vectors
 
 
@@ -82,8 +83,12 @@ def run_llamaindex(embed: Any, passages: list[Passage], chunk_size: int, overlap
 
 def main() -> None:
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--source", choices=["squad", "essays"], default="squad",
-                        help="SQuAD passages (short) or the needle essays (long documents).")
+    parser.add_argument(
+        "--source",
+        choices=["squad", "essays"],
+        default="squad",
+        help="SQuAD passages (short) or the needle essays (long documents).",
+    )
     parser.add_argument("--max-chunks", type=int, default=1000, help="Stop adding documents past this many chunks.")
     parser.add_argument("--repeats", type=int, default=2, help="Runs of each system; the fastest counts.")
     parser.add_argument("--no-llamaindex", action="store_true", help="Skip the llama-index pipeline.")
@@ -134,9 +139,14 @@ def main() -> None:
     overhead = run_quarry(ReplayEmbedder(embedder, vectors), docs)[1]
     say(f"quarry ingest with the model replaced by a lookup: {overhead:.1f}s")
 
-    results: dict[str, Any] = {"documents": len(docs), "source": args.source, "batch_size": batch,
-                               "quarry_chunking_seconds": chunk_s, "quarry_seconds_without_model": overhead,
-                               "systems": {}}
+    results: dict[str, Any] = {
+        "documents": len(docs),
+        "source": args.source,
+        "batch_size": batch,
+        "quarry_chunking_seconds": chunk_s,
+        "quarry_seconds_without_model": overhead,
+        "systems": {},
+    }
     raw_rate = 0.0
     rows = []
     for name, samples in runs.items():
@@ -145,11 +155,19 @@ def main() -> None:
         chunks, seconds = min(samples, key=lambda cs: cs[1] / max(cs[0], 1))
         rate = chunks / seconds
         raw_rate = raw_rate or rate
-        results["systems"][name] = {"chunks": chunks, "seconds": seconds, "chunks_per_s": rate,
-                                    "ratio_to_raw": rate / raw_rate, "all_seconds": [s for _, s in samples]}
+        results["systems"][name] = {
+            "chunks": chunks,
+            "seconds": seconds,
+            "chunks_per_s": rate,
+            "ratio_to_raw": rate / raw_rate,
+            "all_seconds": [s for _, s in samples],
+        }
         rows.append([name, chunks, f"{seconds:.1f}", f"{rate:.1f}", f"{rate / raw_rate:.2f}"])
-    print_table(f"Ingestion throughput: {len(docs)} {args.source} documents, batch {batch}, best of {args.repeats}",
-                ["system", "chunks", "seconds", "chunks/s", "vs raw"], rows)
+    print_table(
+        f"Ingestion throughput: {len(docs)} {args.source} documents, batch {batch}, best of {args.repeats}",
+        ["system", "chunks", "seconds", "chunks/s", "vs raw"],
+        rows,
+    )
     ratio = results["systems"]["quarry-ingest"]["ratio_to_raw"]
     results["quarry_ratio"] = ratio
     results["target_met"] = ratio >= TARGET_RATIO
@@ -158,8 +176,10 @@ def main() -> None:
     print(f"  Quarry/raw = {ratio:.2f} (target >= {TARGET_RATIO}): {'met' if ratio >= TARGET_RATIO else 'NOT met'}")
     steady = raw_s / (raw_s + overhead)
     results["quarry_ratio_from_overhead"] = steady
-    print(f"  Quarry time outside encoding: {quarry_s - raw_s:.1f}s of {quarry_s:.1f}s by difference; "
-          f"{overhead:.1f}s measured with the model replaced by a lookup (chunking alone: {chunk_s:.1f}s),")
+    print(
+        f"  Quarry time outside encoding: {quarry_s - raw_s:.1f}s of {quarry_s:.1f}s by difference; "
+        f"{overhead:.1f}s measured with the model replaced by a lookup (chunking alone: {chunk_s:.1f}s),"
+    )
     print(f"  which puts Quarry/raw at {steady:.2f} for this raw-encode time, free of run-to-run noise")
     write_json("ingest_throughput", args, results)
 

@@ -151,8 +151,7 @@ def verdict(systems: dict[str, dict[str, float]], metrics: Sequence[str]) -> lis
         wins = [m for m in metrics if hybrid[m] > systems[rival][m]]
         losses = [m for m in metrics if hybrid[m] < systems[rival][m]]
         lines.append(
-            f"hybrid vs {rival}: better on {', '.join(wins) or 'nothing'}; "
-            f"worse on {', '.join(losses) or 'nothing'}"
+            f"hybrid vs {rival}: better on {', '.join(wins) or 'nothing'}; worse on {', '.join(losses) or 'nothing'}"
         )
     return lines
 
@@ -194,8 +193,11 @@ def main() -> None:
     parser.add_argument("--hotpot-questions", type=int, default=0, help="First N questions (0: all 100).")
     parser.add_argument("--fetch", type=int, default=30, help="Chunk hits fetched per query before dedup.")
     parser.add_argument(
-        "--max-passages", type=int, default=0, help="Shrink each corpus to the gold passages plus "
-        "sampled distractors, N in all (0: whole corpus). Smaller corpora are easier."
+        "--max-passages",
+        type=int,
+        default=0,
+        help="Shrink each corpus to the gold passages plus "
+        "sampled distractors, N in all (0: whole corpus). Smaller corpora are easier.",
     )
     parser.add_argument("--no-llamaindex", action="store_true", help="Skip the llama-index baseline.")
     args = parser.parse_args()

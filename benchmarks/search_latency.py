@@ -95,8 +95,16 @@ def write_collection(library: Any, name: str, corpus: SyntheticCorpus, chunks: i
         doc = text_document("\n\n".join(texts), name=f"doc-{doc_no:06d}.txt", title=title)
         parts, start = [], 0
         for i, t in enumerate(texts):
-            parts.append(Chunk(ordinal=i, text=t, start_char=start, end_char=start + len(t),
-                               token_count=len(t.split()), heading=title))
+            parts.append(
+                Chunk(
+                    ordinal=i,
+                    text=t,
+                    start_char=start,
+                    end_char=start + len(t),
+                    token_count=len(t.split()),
+                    heading=title,
+                )
+            )
             start += len(t) + 2
         batch.append(PreparedDocument(doc, parts, corpus.vectors(topic, n)))
         written += n
@@ -141,8 +149,10 @@ def bench_size(size: int, corpus: SyntheticCorpus, embedder: Any, args: Any) -> 
             library.search("bench", warmup[0], k=args.k)
         info = next(c for c in library.collections() if c.name == "bench")
         manifest = json.loads((Path(data_dir) / "indexes" / str(info.id) / "manifest.json").read_text())
-        say(f"{size}: {info.index_kind} index, {len(manifest['segments'])} BM25 segment(s), "
-            f"built in {build.seconds:.1f}s")
+        say(
+            f"{size}: {info.index_kind} index, {len(manifest['segments'])} BM25 segment(s), "
+            f"built in {build.seconds:.1f}s"
+        )
         replay = Library(settings, embedder=ReplayEmbedder(embedder, vectors))
         measure(library, replay, "bench", warmup, args.k)
         times = measure(library, replay, "bench", queries, args.k)
@@ -161,8 +171,12 @@ def bench_size(size: int, corpus: SyntheticCorpus, embedder: Any, args: Any) -> 
 
 def main() -> None:
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1_000, 10_000, 100_000],
-                        help="Comma-separated collection sizes in chunks.")
+    parser.add_argument(
+        "--sizes",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[1_000, 10_000, 100_000],
+        help="Comma-separated collection sizes in chunks.",
+    )
     parser.add_argument("--queries", type=int, default=100, help="Timed queries per size (each run in every mode).")
     parser.add_argument("--warmup", type=int, default=5, help="Untimed queries first.")
     parser.add_argument("--k", type=int, default=10, help="Hits per search.")
@@ -185,21 +199,46 @@ def main() -> None:
     for size in args.sizes:
         r = bench_size(size, corpus, embedder, args)
         results[str(size)] = r
-        builds.append([f"{r['chunks']:,}", r["documents"], r["index_kind"], r["bm25_segments"],
-                       f"{r['write_seconds']:.1f}", f"{r['index_build_seconds']:.1f}"])
+        builds.append(
+            [
+                f"{r['chunks']:,}",
+                r["documents"],
+                r["index_kind"],
+                r["bm25_segments"],
+                f"{r['write_seconds']:.1f}",
+                f"{r['index_build_seconds']:.1f}",
+            ]
+        )
         for mode in ROWS:
             lat = r["latency"][mode]
-            rows.append([f"{r['chunks']:,}", r["index_kind"], "bm25" if mode == "sparse" else mode,
-                         f"{lat['p50_ms']:.1f}", f"{lat['p95_ms']:.1f}", f"{lat['mean_ms']:.1f}"])
-    print_table("Synthetic collections", ["chunks", "documents", "dense index", "bm25 segments", "rows written s",
-                                          "index build s"], builds)
-    print_table(f"Library.search latency in ms, k={args.k}, {args.queries} queries (query embedding included "
-                "except in 'hybrid, no model')", ["chunks", "index", "mode", "p50", "p95", "mean"], rows)
+            rows.append(
+                [
+                    f"{r['chunks']:,}",
+                    r["index_kind"],
+                    "bm25" if mode == "sparse" else mode,
+                    f"{lat['p50_ms']:.1f}",
+                    f"{lat['p95_ms']:.1f}",
+                    f"{lat['mean_ms']:.1f}",
+                ]
+            )
+    print_table(
+        "Synthetic collections",
+        ["chunks", "documents", "dense index", "bm25 segments", "rows written s", "index build s"],
+        builds,
+    )
+    print_table(
+        f"Library.search latency in ms, k={args.k}, {args.queries} queries (query embedding included "
+        "except in 'hybrid, no model')",
+        ["chunks", "index", "mode", "p50", "p95", "mean"],
+        rows,
+    )
     largest = results[str(max(args.sizes))]
     p95 = largest["latency"]["hybrid"]["p95_ms"]
     met = p95 < TARGET_P95_MS
-    print(f"  hybrid p95 at {largest['chunks']:,} chunks: {p95:.1f} ms (target < {TARGET_P95_MS:.0f} ms): "
-          f"{'met' if met else 'NOT met'}")
+    print(
+        f"  hybrid p95 at {largest['chunks']:,} chunks: {p95:.1f} ms (target < {TARGET_P95_MS:.0f} ms): "
+        f"{'met' if met else 'NOT met'}"
+    )
     write_json("search_latency", args, {"sizes": results, "target_p95_ms": TARGET_P95_MS, "target_met": met})
 
 

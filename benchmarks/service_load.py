@@ -480,24 +480,36 @@ def latency_table(kind: str, corpus: str, results: dict[int, dict[str, Level]]) 
     rows = []
     for level, by_system in results.items():
         api, base = by_system["api"].summary(), by_system["in-process"].summary()
-        rows.append([
-            level,
-            f"{api['ok']}/{api['requests']}",
-            f"{api['qps']:.2f}",
-            f"{api['p50_ms']:.0f}",
-            f"{api['p95_ms']:.0f}",
-            f"{base['qps']:.2f}",
-            f"{base['p50_ms']:.0f}",
-            f"{base['p95_ms']:.0f}",
-            f"{api['qps'] / base['qps']:.2f}" if base["qps"] else "-",
-            f"{api['probe']['p95_ms']:.0f}",
-            f"{base['probe']['p95_ms']:.0f}",
-        ])
+        rows.append(
+            [
+                level,
+                f"{api['ok']}/{api['requests']}",
+                f"{api['qps']:.2f}",
+                f"{api['p50_ms']:.0f}",
+                f"{api['p95_ms']:.0f}",
+                f"{base['qps']:.2f}",
+                f"{base['p50_ms']:.0f}",
+                f"{base['p95_ms']:.0f}",
+                f"{api['qps'] / base['qps']:.2f}" if base["qps"] else "-",
+                f"{api['probe']['p95_ms']:.0f}",
+                f"{base['probe']['p95_ms']:.0f}",
+            ]
+        )
     print_table(
         f"{kind} over REST vs in-process ({corpus})",
-        ["clients", "API ok/sent", "API req/s", "API p50 ms", "API p95 ms",
-         "in-proc req/s", "in-proc p50 ms", "in-proc p95 ms", "API/in-proc req/s",
-         "API probe p95 ms", "loop lag p95 ms"],
+        [
+            "clients",
+            "API ok/sent",
+            "API req/s",
+            "API p50 ms",
+            "API p95 ms",
+            "in-proc req/s",
+            "in-proc p50 ms",
+            "in-proc p95 ms",
+            "API/in-proc req/s",
+            "API probe p95 ms",
+            "loop lag p95 ms",
+        ],
         rows,
     )
     return rows
@@ -508,12 +520,16 @@ def main() -> None:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--passages", type=int, default=150, help="SQuAD passages ingested (the search corpus).")
     parser.add_argument("--levels", default="1,8,32", help="Concurrent clients, comma-separated.")
-    parser.add_argument("--search-requests", type=int, default=64,
-                        help="Search requests per level (at least one per client).")
-    parser.add_argument("--ask-requests", type=int, default=8,
-                        help="Ask requests per level (at least one per client).")
-    parser.add_argument("--max-level-seconds", type=float, default=6.0,
-                        help="Stop sending new requests at a level after this long (each client sends one).")
+    parser.add_argument(
+        "--search-requests", type=int, default=64, help="Search requests per level (at least one per client)."
+    )
+    parser.add_argument("--ask-requests", type=int, default=8, help="Ask requests per level (at least one per client).")
+    parser.add_argument(
+        "--max-level-seconds",
+        type=float,
+        default=6.0,
+        help="Stop sending new requests at a level after this long (each client sends one).",
+    )
     parser.add_argument("--warmup", type=int, default=2, help="Sequential warm-up requests per system and kind.")
     parser.add_argument("--ingest-jobs", type=int, default=4, help="Ingestion jobs the corpus is split into (API).")
     parser.add_argument("--worker-concurrency", type=int, default=1, help="Pool processes per worker (`-c`).")
@@ -576,8 +592,9 @@ def main() -> None:
                 local = InProcessCalls(library, "svc-1w", questions)
                 n = args.search_requests if kind == "search" else args.ask_requests
                 out = asyncio.run(
-                    measure(kind, {"api": api_calls, "in-process": local}, levels, n, args.max_level_seconds,
-                            args.warmup)
+                    measure(
+                        kind, {"api": api_calls, "in-process": local}, levels, n, args.max_level_seconds, args.warmup
+                    )
                 )
                 stack.check_alive()
                 results[kind] = {str(lv): {s: r.summary() for s, r in by.items()} for lv, by in out.items()}
@@ -600,9 +617,18 @@ def main() -> None:
 
     base = next(r for r in runs if r.workers == 0)
     results["ingest"] = [
-        {"system": r.label, "workers": r.workers, "jobs": r.jobs, "chunks": r.chunks, "seconds": r.seconds,
-         "chunks_per_s": r.rate, "vs_in_process": r.rate / base.rate, "busy_seconds": r.busy_seconds,
-         "worker_processes_used": r.processes_used, "most_jobs_at_once": r.most_at_once}
+        {
+            "system": r.label,
+            "workers": r.workers,
+            "jobs": r.jobs,
+            "chunks": r.chunks,
+            "seconds": r.seconds,
+            "chunks_per_s": r.rate,
+            "vs_in_process": r.rate / base.rate,
+            "busy_seconds": r.busy_seconds,
+            "worker_processes_used": r.processes_used,
+            "most_jobs_at_once": r.most_at_once,
+        }
         for r in runs
     ]
     results["total_seconds"] = time.perf_counter() - started
@@ -611,10 +637,31 @@ def main() -> None:
     print_table(
         f"Ingestion through the API vs in-process ({len(passages)} SQuAD passages, {args.ingest_jobs} jobs, "
         f"worker -c {args.worker_concurrency})",
-        ["system", "jobs", "processes used", "chunks", "seconds", "chunks/s", "vs in-process", "busy s",
-         "jobs at once"],
-        [[r.label, r.jobs, r.processes_used, r.chunks, f"{r.seconds:.1f}", f"{r.rate:.1f}",
-          f"{r.rate / base.rate:.2f}", f"{r.busy_seconds:.1f}", r.most_at_once] for r in runs],
+        [
+            "system",
+            "jobs",
+            "processes used",
+            "chunks",
+            "seconds",
+            "chunks/s",
+            "vs in-process",
+            "busy s",
+            "jobs at once",
+        ],
+        [
+            [
+                r.label,
+                r.jobs,
+                r.processes_used,
+                r.chunks,
+                f"{r.seconds:.1f}",
+                f"{r.rate:.1f}",
+                f"{r.rate / base.rate:.2f}",
+                f"{r.busy_seconds:.1f}",
+                r.most_at_once,
+            ]
+            for r in runs
+        ],
     )
     print("  busy s: sum over jobs of the library's own ingest time (timed inside the collection's write lock);")
     print("  jobs at once: most jobs inside that ingest at one moment (1 with two workers: they took turns).")
