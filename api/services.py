@@ -26,6 +26,15 @@ class Services:
     celery: Any  # celery.Celery, or None when no broker is configured
     model: ChatModel | None = None
     _ask_slots: asyncio.Semaphore | None = field(default=None, repr=False)
+    _memory_engine: Any = field(default=None, repr=False)
+
+    def memory_engine(self) -> Any:
+        """One long-context engine (and its model) for the process, made on first use."""
+        if self._memory_engine is None:
+            from memory.engine import LongContextEngine
+
+            self._memory_engine = LongContextEngine.from_settings(self.settings)
+        return self._memory_engine
 
     @property
     def ask_slots(self) -> asyncio.Semaphore:
@@ -44,7 +53,7 @@ class Services:
         from agents.long_reader import make_long_reader
 
         library = self.library.for_tenant(tenant)
-        long_reader = make_long_reader(self.settings, library.store, self.model)
+        long_reader = make_long_reader(self.settings, library.store, self.model, self.memory_engine)
         return AgentGraph(library, settings=self.settings, model=self.model, executor=executor, long_reader=long_reader)
 
     def enqueue(self, job: JobInfo) -> None:
