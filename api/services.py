@@ -77,12 +77,12 @@ class Services:
                     f"and the job's heartbeat lapsed for more than {s.job_lease_s:.0f}s",
                 )
             else:
+                self.jobs.requeue(job.id)  # before sending: the worker may claim it at once
                 try:
                     self.enqueue(job)
-                except Exception as exc:  # broker still down: try again at the next sweep
+                except Exception as exc:  # broker still down: the next sweep sends it again
                     log.warning("cannot requeue job %s: %s", job.id, exc)
                     continue
-                self.jobs.touch(job.id)
             touched.append(job.id)
         return touched
 

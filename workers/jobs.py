@@ -255,7 +255,12 @@ class JobStore:
             )
             return [_info(r) for r in rows]
 
-    def touch(self, job_id: str) -> None:
-        """Reset the staleness clock of a job that was just handed to the broker again."""
+    def requeue(self, job_id: str) -> None:
+        """Put a stale job back in the queue (its broker message was just sent again): the
+        next worker claims it at once, and a zombie worker's heartbeats no longer count."""
         with self._sessions.begin() as s:
-            s.execute(update(JobRow).where(JobRow.id == job_id).values(heartbeat_at=_now()))
+            s.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]))
+                .values(status=JobStatus.QUEUED.value, worker=None, heartbeat_at=_now(), updated_at=_now())
+            )
