@@ -138,18 +138,7 @@ class Searcher:
         fused = reciprocal_rank_fusion([[h.chunk_id for h in hits] for hits in lists])
         top = [by_id[cid] for cid, _ in fused[: self.settings.evidence_per_node]]
         return [
-            Evidence(
-                chunk_id=h.chunk_id,
-                document_id=h.document_id,
-                document=h.document,
-                title=h.title,
-                text=h.text,
-                start_char=h.start_char,
-                end_char=h.end_char,
-                score=score,
-                node_id=task.node_id,
-            )
-            for h, (_, score) in zip(top, fused, strict=False)
+            Evidence.from_hit(h, score=score, node_id=task.node_id) for h, (_, score) in zip(top, fused, strict=False)
         ]
 
     async def _read_with_model(self, task: NodeTask, queries: list[str], evidence: list[Evidence]) -> NodeResult:

@@ -141,6 +141,21 @@ class Evidence(BaseModel):
     score: float
     node_id: str | None = None
 
+    @classmethod
+    def from_hit(cls, hit: Hit, score: float | None = None, node_id: str | None = None) -> Evidence:
+        """The passage of a retrieval hit, with the hit's score unless another is given."""
+        return cls(
+            chunk_id=hit.chunk_id,
+            document_id=hit.document_id,
+            document=hit.document,
+            title=hit.title,
+            text=hit.text,
+            start_char=hit.start_char,
+            end_char=hit.end_char,
+            score=hit.score if score is None else score,
+            node_id=node_id,
+        )
+
 
 class PlanNode(BaseModel):
     """One sub-question of a plan."""

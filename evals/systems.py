@@ -22,7 +22,7 @@ from agents.reader import ExtractiveReader
 from agents.searcher import LocalExecutor, NodeResult, NodeTask, Searcher
 from agents.writer import EXTRACTIVE_NOTE, NOT_FOUND, Writer
 from core.settings import AgentSettings, Settings
-from core.types import Evidence, Hit, NodeState, PlanNode
+from core.types import Evidence, NodeState, PlanNode
 from evals.baselines import BaselinePassage, LlamaIndexRetriever
 from evals.errors import EvalError
 from evals.types import QAItem
@@ -101,25 +101,12 @@ def clean_answer(text: str) -> str:
     return _MARKER.sub("", text.replace(EXTRACTIVE_NOTE, "")).strip()
 
 
-def hit_evidence(hit: Hit) -> Evidence:
-    return Evidence(
-        chunk_id=hit.chunk_id,
-        document_id=hit.document_id,
-        document=hit.document,
-        title=hit.title,
-        text=hit.text,
-        start_char=hit.start_char,
-        end_char=hit.end_char,
-        score=hit.score,
-    )
-
-
 def library_retrieve(library: Library, mode: str, rerank: bool, fetch: int) -> Retrieve:
     """Quarry's `Library.search` in one mode, `fetch` hits in rank order."""
 
     def retrieve(question: str, collection: str) -> list[Evidence]:
         hits = library.search(collection, question, k=fetch, mode=mode, rerank=rerank)
-        return [hit_evidence(h) for h in hits]
+        return [Evidence.from_hit(h) for h in hits]
 
     return retrieve
 

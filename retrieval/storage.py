@@ -336,17 +336,7 @@ class Store:
                 select(DocumentRow).where(DocumentRow.collection_id == collection_id, DocumentRow.source == source)
             )
             if row is None:
-                s.add(
-                    DocumentRow(
-                        collection_id=collection_id,
-                        source=source,
-                        title=source,
-                        content_hash="",
-                        media_type=media_type,
-                        status=DocumentStatus.FAILED.value,
-                        error=error,
-                    )
-                )
+                s.add(_placeholder(collection_id, source, media_type, DocumentStatus.FAILED, error))
             else:
                 row.error = error
                 if row.status != DocumentStatus.INDEXED.value:
@@ -422,16 +412,7 @@ class Store:
             )
             for source, media_type in dict(documents).items():
                 if source not in existing:
-                    s.add(
-                        DocumentRow(
-                            collection_id=collection_id,
-                            source=source,
-                            title=source,
-                            content_hash="",
-                            media_type=media_type,
-                            status=DocumentStatus.QUEUED.value,
-                        )
-                    )
+                    s.add(_placeholder(collection_id, source, media_type, DocumentStatus.QUEUED))
 
     def set_status_where_pending(self, collection_id: int, sources: Sequence[str], status: DocumentStatus) -> None:
         """Advance documents that are not indexed yet (an indexed version keeps its state)."""
@@ -536,6 +517,21 @@ class Store:
             if row is None:
                 raise DocumentNotFoundError(f"no document with id {document_id}")
             return row.text
+
+
+def _placeholder(
+    collection_id: int, source: str, media_type: str, status: DocumentStatus, error: str | None = None
+) -> DocumentRow:
+    """The row of a document that has no indexed version (yet): queued or failed."""
+    return DocumentRow(
+        collection_id=collection_id,
+        source=source,
+        title=source,
+        content_hash="",
+        media_type=media_type,
+        status=status.value,
+        error=error,
+    )
 
 
 def _named(name: str, tenant: str) -> Any:

@@ -20,19 +20,7 @@ from tests.memory.test_engine import document
 
 def evidence_for(library: Library, question: str) -> list[Evidence]:
     hits = library.search("docs", question, k=4)
-    return [
-        Evidence(
-            chunk_id=h.chunk_id,
-            document_id=h.document_id,
-            document=h.document,
-            title=h.title,
-            text=h.text,
-            start_char=h.start_char,
-            end_char=h.end_char,
-            score=h.score,
-        )
-        for h in hits
-    ]
+    return [Evidence.from_hit(h) for h in hits]
 
 
 def test_a_node_about_one_long_document_is_read_whole(
