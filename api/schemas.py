@@ -84,6 +84,7 @@ class JobOut(BaseModel):
     id: str
     kind: str
     collection: str
+    label: str = Field("", description="What the job is about: a research topic or first question, or the files.")
     status: str
     done: int
     total: int

@@ -13,11 +13,27 @@ from workers.jobs import JobInfo
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 
+def label(job: JobInfo) -> str:
+    """A one-line description of what a job works on."""
+    params = job.params or {}
+    if params.get("topic"):
+        return str(params["topic"])
+    questions = params.get("questions") or []
+    if questions:
+        more = len(questions) - 1
+        return str(questions[0]) + (f" (and {more} more question{'s' if more > 1 else ''})" if more else "")
+    files = params.get("files") or len(params.get("paths") or params.get("documents") or [])
+    if files:
+        return f"{files} file{'s' if files != 1 else ''}"
+    return str(params.get("dataset") or job.kind)
+
+
 def job_out(job: JobInfo, partial: dict[str, Any] | None = None, with_result: bool = True) -> JobOut:
     return JobOut(
         id=job.id,
         kind=job.kind,
         collection=job.collection,
+        label=label(job),
         status=job.status.value,
         done=job.done,
         total=job.total,

@@ -27,7 +27,11 @@ def _job(services: Any, job_id: str, tenant: str) -> JobInfo:
 def _partial(job: JobInfo) -> dict[str, Any]:
     answers = [Answer.model_validate(a) for a in job.partial]
     report = assemble(job.collection, job.params.get("topic"), answers)
-    return {"markdown": report.markdown(), "sections": [s.model_dump(mode="json") for s in report.sections]}
+    return {
+        "markdown": report.markdown(),
+        "sections": [s.model_dump(mode="json") for s in report.sections],
+        "references": [r.model_dump(mode="json") for r in report.references],
+    }
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)

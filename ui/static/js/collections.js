@@ -1,0 +1,238 @@
+// Collections: create, delete, pick; upload files (drag and drop or picker) one request per
+// file, with upload progress, indexing state and the error of each file; the document list
+// with status, refreshed while documents are being indexed.
+
+import { api, enc, upload } from "./api.js";
+import { $, bytes, clear, h, progressBar, when } from "./dom.js";
+
+const PARALLEL = 2; // files uploading at once
+
+const view = {
+  collections: [],
+  current: () => "",
+  select: () => {},
+  onChange: () => {},
+  uploads: [], // {id, file, collection, phase, fraction, message, job}
+  queue: [],
+  running: 0,
+  poll: null,
+};
+
+let uploadIds = 0;
+
+export async function loadCollections() {
+  view.collections = await api("GET", "/v1/collections");
+  renderCollections();
+  view.onChange(view.collections);
+  return view.collections;
+}
+
+function renderCollections() {
+  const list = $("#collection-list");
+  if (!view.collections.length) {
+    clear(list, h("li", { class: "muted" }, "No collections yet: create one, or drop files below to create it."));
+    return;
+  }
+  const current = view.current();
+  clear(list, view.collections.map((c) => h("li", { class: c.name === current ? "current" : "" },
+    h("button", { type: "button", class: "pick", "aria-current": c.name === current ? "true" : "false",
+      onclick: () => view.select(c.name) },
+    h("strong", {}, c.name), h("span", { class: "muted" }, ` ${c.document_count} documents · ${c.chunk_count} chunks`)),
+    h("button", { type: "button", class: "ghost small danger", "aria-label": `Delete collection ${c.name}`,
+      onclick: () => removeCollection(c.name) }, "Delete"))));
+}
+
+async function removeCollection(name) {
+  if (!window.confirm(`Delete the collection “${name}” and all its documents? This cannot be undone.`)) return;
+  try {
+    await api("DELETE", `/v1/collections/${enc(name)}`);
+    await loadCollections();
+  } catch (err) {
+    flash(err.message);
+  }
+}
+
+function flash(message) {
+  document.dispatchEvent(new CustomEvent("quarry:error", { detail: message }));
+}
+
+// ---- documents -----------------------------------------------------------------------
+
+export async function loadDocuments() {
+  const name = view.current();
+  $("#documents-title").textContent = name ? `Documents in ${name}` : "Documents";
+  const body = $("#document-table tbody");
+  if (!name) {
+    clear(body, h("tr", {}, h("td", { colspan: 6, class: "muted" }, "Pick or create a collection.")));
+    return;
+  }
+  let docs;
+  try {
+    docs = await api("GET", `/v1/collections/${enc(name)}/documents`);
+  } catch (err) {
+    clear(body, h("tr", {}, h("td", { colspan: 6, class: "error" }, err.message)));
+    return;
+  }
+  if (name !== view.current()) return;
+  clear(body, docs.length ? docs.map((d) => h("tr", { dataset: { status: d.status, source: d.source } },
+    h("td", { class: "doc-name" }, h("span", { title: d.source }, d.title && d.title !== d.source ? `${d.title} ` : ""),
+      h("span", { class: "muted" }, d.source)),
+    h("td", {}, h("span", { class: `status ${d.status}` }, d.status), d.error ? h("div", { class: "error small" }, d.error) : null),
+    h("td", { class: "num" }, d.chunk_count),
+    h("td", { class: "num" }, bytes(d.size_bytes)),
+    h("td", {}, when(d.updated_at)),
+    h("td", {}, h("button", { type: "button", class: "ghost small danger", "aria-label": `Delete ${d.source}`,
+      onclick: () => removeDocument(name, d) }, "Delete"))))
+    : h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No documents yet: drop files above.")));
+  const busy = docs.some((d) => d.status === "queued" || d.status === "processing");
+  clearTimeout(view.poll);
+  if (busy && !$("#view-collections").hidden) view.poll = setTimeout(loadDocuments, 1500);
+}
+
+async function removeDocument(collection, doc) {
+  if (!window.confirm(`Delete “${doc.source}” from ${collection}?`)) return;
+  try {
+    await api("DELETE", `/v1/collections/${enc(collection)}/documents/${doc.id}`);
+  } catch (err) {
+    flash(err.message);
+  }
+  await Promise.all([loadDocuments(), loadCollections()]);
+}
+
+// ---- uploads -------------------------------------------------------------------------
+
+function renderUploads() {
+  const list = $("#upload-list");
+  clear(list, view.uploads.map((u) => {
+    const label = {
+      waiting: "waiting",
+      uploading: `uploading ${Math.round(u.fraction * 100)}%`,
+      indexing: "indexing…",
+      done: u.message || "indexed",
+      failed: "failed",
+    }[u.phase];
+    return h("li", { class: `upload ${u.phase}`, dataset: { file: u.file.name, phase: u.phase } },
+      h("div", { class: "upload-head" }, h("span", { class: "upload-name" }, u.file.name),
+        h("span", { class: "muted" }, ` ${bytes(u.file.size)} · `), h("span", { class: "upload-state" }, label)),
+      u.phase === "uploading" || u.phase === "indexing" || u.phase === "waiting"
+        ? progressBar(u.phase === "indexing" ? 1 : u.fraction, `${u.file.name} upload`) : null,
+      u.phase === "failed" ? h("p", { class: "error upload-error", role: "alert" }, u.message) : null);
+  }));
+}
+
+export function addFiles(files) {
+  const collection = view.current();
+  if (!collection) {
+    flash("Pick or create a collection before uploading.");
+    return;
+  }
+  for (const file of files) {
+    const u = { id: ++uploadIds, file, collection, phase: "waiting", fraction: 0, message: "" };
+    view.uploads.unshift(u);
+    view.queue.push(u);
+  }
+  view.uploads = view.uploads.slice(0, 100);
+  renderUploads();
+  pump();
+}
+
+function pump() {
+  while (view.running < PARALLEL && view.queue.length) {
+    const u = view.queue.shift();
+    view.running++;
+    send(u).finally(() => {
+      view.running--;
+      pump();
+    });
+  }
+}
+
+async function send(u) {
+  u.phase = "uploading";
+  renderUploads();
+  try {
+    const job = await upload(u.collection, u.file, (f) => {
+      u.fraction = f;
+      renderUploads();
+    });
+    u.phase = "indexing";
+    renderUploads();
+    loadDocuments();
+    const final = await follow(job.id);
+    const failed = final.result?.failed?.[0];
+    if (final.status !== "succeeded" || failed) {
+      u.phase = "failed";
+      u.message = failed ? failed.error : final.error || `the ingestion job ${final.status}`;
+    } else {
+      const r = final.result || {};
+      u.phase = "done";
+      u.message = r.unchanged?.length ? "unchanged (already indexed)" : `indexed · ${r.chunks} chunks`;
+    }
+  } catch (err) {
+    u.phase = "failed";
+    u.message = err.message;
+  }
+  renderUploads();
+  if (u.collection === view.current()) loadDocuments();
+  loadCollections().catch(() => {});
+}
+
+async function follow(jobId) {
+  for (;;) {
+    const job = await api("GET", `/v1/jobs/${enc(jobId)}`);
+    if (["succeeded", "failed", "cancelled"].includes(job.status)) return job;
+    await new Promise((r) => setTimeout(r, 700));
+  }
+}
+
+// ---- wiring --------------------------------------------------------------------------
+
+export function initCollections({ current, select, onChange }) {
+  Object.assign(view, { current, select, onChange });
+  $("#create-collection").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const input = $("#new-collection");
+    const name = input.value.trim();
+    try {
+      await api("POST", "/v1/collections", { name });
+      input.value = "";
+      await loadCollections();
+      select(name);
+    } catch (err) {
+      flash(err.message);
+    }
+  });
+  const zone = $("#dropzone");
+  const picker = $("#file-input");
+  zone.addEventListener("click", () => picker.click());
+  zone.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") {
+      e.preventDefault();
+      picker.click();
+    }
+  });
+  picker.addEventListener("change", () => {
+    addFiles([...picker.files]);
+    picker.value = "";
+  });
+  for (const type of ["dragenter", "dragover"]) {
+    zone.addEventListener(type, (e) => {
+      e.preventDefault();
+      zone.classList.add("over");
+    });
+  }
+  for (const type of ["dragleave", "drop"]) zone.addEventListener(type, () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    addFiles([...(e.dataTransfer?.files || [])]);
+  });
+  // a file dropped next to the zone must not navigate away from the page
+  window.addEventListener("dragover", (e) => e.preventDefault());
+  window.addEventListener("drop", (e) => e.preventDefault());
+  $("#refresh-documents").addEventListener("click", () => Promise.all([loadDocuments(), loadCollections()]));
+}
+
+export function showCollections() {
+  renderCollections();
+  loadDocuments();
+}

@@ -1,0 +1,177 @@
+// The page: tabs, the collection picker, the API key, service health and errors.
+
+import { events, getKey, setKey } from "./api.js";
+import { closeDetails, initChat } from "./chat.js";
+import { initCollections, loadCollections, loadDocuments, showCollections } from "./collections.js";
+import { $, clear, h } from "./dom.js";
+import { closeAnySource } from "./passage.js";
+import { initResearch, showResearch } from "./research.js";
+
+const PICKED = "quarry.collection";
+const VIEWS = ["chat", "collections", "research"];
+
+function current() {
+  return $("#collection-picker").value || "";
+}
+
+function select(name) {
+  sessionStorage.setItem(PICKED, name);
+  const picker = $("#collection-picker");
+  if ([...picker.options].some((o) => o.value === name)) picker.value = name;
+  showCollections();
+}
+
+function fillPicker(collections) {
+  const picker = $("#collection-picker");
+  const wanted = picker.value || sessionStorage.getItem(PICKED) || "";
+  clear(picker, collections.length ? collections.map((c) => h("option", { value: c.name }, c.name))
+    : h("option", { value: "" }, "no collections"));
+  if (collections.some((c) => c.name === wanted)) picker.value = wanted;
+  else if (collections.length) picker.value = collections[0].name;
+}
+
+// ---- errors and health ---------------------------------------------------------------
+
+function banner(message, kind = "") {
+  $("#banner-text").textContent = message;
+  $("#banner-text").dataset.kind = kind;
+  $("#banner").hidden = !message;
+}
+
+async function checkHealth() {
+  const badge = $("#health");
+  try {
+    const res = await fetch("/v1/health");
+    const body = await res.json();
+    const ok = body.status === "ok";
+    badge.className = `health ${ok ? "ok" : "degraded"}`;
+    badge.textContent = ok ? `ready · ${body.workers} worker${body.workers === 1 ? "" : "s"}` : "degraded";
+    badge.title = ok ? "Database, Redis and workers reachable"
+      : `Degraded: ${Object.entries(body.details || {}).map(([k, v]) => `${k}: ${v}`).join("; ") || "no worker"}`;
+    if ($("#banner-text").dataset.kind === "offline") banner("");
+  } catch {
+    badge.className = "health down";
+    badge.textContent = "unreachable";
+    badge.title = "The service does not answer";
+  }
+}
+
+// ---- the API key ---------------------------------------------------------------------
+
+function openKeyDialog(message) {
+  const dialog = $("#key-dialog");
+  $("#key-input").value = getKey();
+  $("#key-error").textContent = message || "";
+  $("#key-error").hidden = !message;
+  if (!dialog.open) dialog.showModal();
+  $("#key-input").focus();
+}
+
+async function start() {
+  try {
+    await loadCollections();
+  } catch (err) {
+    if (err.status !== 401) banner(err.message);
+    return;
+  }
+  banner("");
+  if (!$("#view-collections").hidden) showCollections();
+  if (!$("#view-research").hidden) showResearch();
+}
+
+function initKey() {
+  // `make run` prints a link with the key in the fragment (never sent to the server): take it, then drop it
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  if (fragment.get("key")) {
+    setKey(fragment.get("key"));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  const dialog = $("#key-dialog");
+  $("#key-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const key = $("#key-input").value.trim();
+    if (!key) return;
+    setKey(key);
+    dialog.close();
+    start();
+  });
+  $("#key-forget").addEventListener("click", () => {
+    setKey("");
+    $("#key-input").value = "";
+    dialog.close();
+    openKeyDialog("Key forgotten. Enter a key to go on.");
+  });
+  $("#key-cancel").addEventListener("click", () => dialog.close());
+  $("#key-button").addEventListener("click", () => openKeyDialog());
+  events.addEventListener("auth", (e) => openKeyDialog(e.detail));
+  events.addEventListener("offline", () => {
+    banner("Cannot reach the Quarry service. Is it running? Checking again in the background…", "offline");
+  });
+}
+
+// ---- tabs ----------------------------------------------------------------------------
+
+function show(name, focus = false) {
+  for (const v of VIEWS) {
+    const tab = $(`#tab-${v}`);
+    const on = v === name;
+    tab.setAttribute("aria-selected", on ? "true" : "false");
+    tab.tabIndex = on ? 0 : -1;
+    $(`#view-${v}`).hidden = !on;
+    if (on && focus) tab.focus();
+  }
+  history.replaceState(null, "", `#${name}`);
+  if (name === "collections") showCollections();
+  if (name === "research") showResearch();
+  if (name === "chat") $("#question").focus({ preventScroll: true });
+}
+
+function initTabs() {
+  for (const tab of document.querySelectorAll('[role="tab"]')) {
+    tab.addEventListener("click", () => show(tab.dataset.view));
+    tab.addEventListener("keydown", (e) => {
+      const i = VIEWS.indexOf(tab.dataset.view);
+      const step = { ArrowRight: 1, ArrowLeft: -1 }[e.key];
+      if (step) show(VIEWS[(i + step + VIEWS.length) % VIEWS.length], true);
+      if (e.key === "Home") show(VIEWS[0], true);
+      if (e.key === "End") show(VIEWS[VIEWS.length - 1], true);
+    });
+  }
+  document.addEventListener("keydown", (e) => {
+    const typing = /^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement?.tagName || "");
+    if (e.key === "Escape" && !$("#key-dialog").open) {
+      if (closeAnySource()) return;
+      closeDetails();
+    }
+    if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.key === "/") {
+      e.preventDefault();
+      show("chat");
+      $("#question").focus();
+    }
+  });
+}
+
+// ---- start ---------------------------------------------------------------------------
+
+function init() {
+  initKey();
+  initTabs();
+  initChat(current);
+  initCollections({ current, select, onChange: fillPicker });
+  initResearch(current);
+  $("#collection-picker").addEventListener("change", () => select(current()));
+  $("#banner-close").addEventListener("click", () => banner(""));
+  document.addEventListener("quarry:error", (e) => banner(e.detail));
+  const initial = location.hash.slice(1);
+  show(VIEWS.includes(initial) ? initial : "chat");
+  checkHealth();
+  setInterval(checkHealth, 15000);
+  if (!getKey()) openKeyDialog();
+  else start();
+  window.addEventListener("focus", () => {
+    if (getKey()) loadCollections().then(() => !$("#view-collections").hidden && loadDocuments()).catch(() => {});
+  });
+}
+
+init();

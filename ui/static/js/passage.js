@@ -1,0 +1,71 @@
+// The source panel: a cited passage (or a node's evidence) in its document, with some
+// context around it, the passage marked and the cited span highlighted.
+
+import { api, enc } from "./api.js";
+import { $, clear, h } from "./dom.js";
+
+const CONTEXT = 320; // characters of the document shown either side of the passage
+
+let current = 0; // the latest request wins when several are opened quickly
+
+// ref: {document_id, document, title, start_char, end_char, span_start?, span_end?, n?}
+// `panel` is a source panel: an element with a `.source-title` and a `.source-body`.
+export async function openSource(collection, ref, panel = $("#source-panel")) {
+  const body = panel.querySelector(".source-body");
+  const ticket = ++current;
+  panel.hidden = false;
+  panel.querySelector(".source-title").textContent = ref.n ? `Source [${ref.n}]` : "Source";
+  clear(body, h("p", { class: "muted" }, `Loading ${ref.title || ref.document}…`));
+  const from = Math.max(0, ref.start_char - CONTEXT);
+  const to = ref.end_char + CONTEXT;
+  let doc;
+  try {
+    doc = await api("GET", `/v1/collections/${enc(collection)}/documents/${ref.document_id}?start=${from}&end=${to}`);
+  } catch (err) {
+    if (ticket === current) clear(body, h("p", { class: "error", role: "alert" }, `Could not open the source: ${err.message}`));
+    return;
+  }
+  if (ticket !== current) return;
+  const text = doc.text;
+  const passage = [ref.start_char - from, Math.min(text.length, ref.end_char - from)];
+  const hasSpan = ref.span_start !== null && ref.span_start !== undefined && ref.span_end > ref.span_start;
+  const span = hasSpan ? [ref.span_start - from, Math.min(text.length, ref.span_end - from)] : passage;
+  const cuts = [...new Set([0, ...passage, ...span, text.length])]
+    .filter((x) => x >= 0 && x <= text.length)
+    .sort((a, b) => a - b);
+  const quote = h("blockquote", { class: "passage-text" });
+  if (from > 0) quote.append("… ");
+  for (let i = 0; i + 1 < cuts.length; i++) {
+    const [a, b] = [cuts[i], cuts[i + 1]];
+    const piece = text.slice(a, b);
+    if (!piece) continue;
+    const inSpan = a >= span[0] && b <= span[1];
+    const inPassage = a >= passage[0] && b <= passage[1];
+    if (inSpan) quote.append(h("mark", { class: "span", title: "the cited span" }, piece));
+    else if (inPassage) quote.append(h("mark", { class: "passage" }, piece));
+    else quote.append(h("span", { class: "context" }, piece));
+  }
+  if (text.length === to - from) quote.append(" …"); // the window was full: the document goes on
+  clear(
+    body,
+    h("p", { class: "doc-title" }, h("strong", {}, doc.title || doc.source)),
+    h("p", { class: "muted doc-meta" }, `${doc.source} · characters ${ref.start_char}–${ref.end_char}`,
+      hasSpan ? ` · cited span ${ref.span_start}–${ref.span_end}` : ""),
+    quote,
+  );
+  panel.focus({ preventScroll: true });
+  quote.querySelector("mark.span")?.scrollIntoView({ block: "nearest" });
+  panel.scrollIntoView({ block: "nearest" });
+}
+
+export function closeSource(panel = $("#source-panel")) {
+  current++;
+  panel.hidden = true;
+}
+
+// Close whichever source panel is open; false when none was.
+export function closeAnySource() {
+  const open = [...document.querySelectorAll(".source-panel")].filter((p) => !p.hidden);
+  open.forEach((p) => closeSource(p));
+  return open.length > 0;
+}
