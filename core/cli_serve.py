@@ -107,7 +107,8 @@ def _queue_paths(settings: Settings, collection: str, paths: list[Path]) -> None
 
 def _print_welcome(settings: Settings, key: str, collection: str) -> None:
     base = f"http://{settings.service.host}:{settings.service.port}"
-    err.print(f"\nQuarry API on {base}  (OpenAPI docs: {base}/docs)")
+    err.print(f"\nQuarry on {base}  (OpenAPI docs: {base}/docs)")
+    err.print(f"web UI, signed in with the admin key: {base}/#key={key}")
     err.print(f"admin key: {key}  (kept in {settings.storage.data_dir / 'admin.key'} unless service.admin_key is set)")
     err.print(
         f"try: curl -s -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "

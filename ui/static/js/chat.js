@@ -59,7 +59,7 @@ function messageView(m, i) {
     h("span", { class: "muted" }, ` — ${c.snippet.slice(0, 140)}${c.snippet.length > 140 ? "…" : ""}`)));
   const nodes = m.plan.nodes.length;
   const actions = h("div", { class: "actions" },
-    h("button", { type: "button", class: "ghost small copy", disabled: m.status === "streaming",
+    !m.text ? null : h("button", { type: "button", class: "ghost small copy", disabled: m.status === "streaming",
       onclick: async (e) => {
         const ok = await copy(m.text || "");
         e.target.textContent = ok ? "Copied" : "Copy failed";
@@ -72,7 +72,8 @@ function messageView(m, i) {
   return [
     h("li", { class: "msg user" }, h("div", { class: "bubble" }, m.question),
       h("div", { class: "meta muted" }, m.collection)),
-    h("li", { class: `msg bot ${m.status}`, dataset: { index: i, status: m.status } },
+    h("li", { class: `msg bot ${m.status}`, dataset: { index: i, status: m.status, tokens: m.tokens || 0,
+      plans: m.plans || 0 } },
       answerBody(m, i), ...notes,
       sources.length ? h("ol", { class: "sources", "aria-label": "Sources" }, sources) : null, actions),
   ];
@@ -186,6 +187,7 @@ function onEvent(i, type, data) {
   switch (type) {
     case "plan":
       m.plan = { nodes: data.nodes, edges: data.edges };
+      m.plans = (m.plans || 0) + 1;
       break;
     case "node_started": {
       const node = m.plan.nodes.find((n) => n.id === data.node_id);
@@ -200,6 +202,7 @@ function onEvent(i, type, data) {
       break;
     case "token":
       m.text += data.text;
+      m.tokens = (m.tokens || 0) + 1;
       appendToken(i, data.text);
       return;
     case "citations":

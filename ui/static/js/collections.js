@@ -20,6 +20,8 @@ const view = {
 
 let uploadIds = 0;
 
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
 export async function loadCollections() {
   view.collections = await api("GET", "/v1/collections");
   renderCollections();
@@ -37,7 +39,7 @@ function renderCollections() {
   clear(list, view.collections.map((c) => h("li", { class: c.name === current ? "current" : "" },
     h("button", { type: "button", class: "pick", "aria-current": c.name === current ? "true" : "false",
       onclick: () => view.select(c.name) },
-    h("strong", {}, c.name), h("span", { class: "muted" }, ` ${c.document_count} documents · ${c.chunk_count} chunks`)),
+    h("strong", {}, c.name), h("span", { class: "muted" }, ` ${plural(c.document_count, "document")} · ${plural(c.chunk_count, "chunk")}`)),
     h("button", { type: "button", class: "ghost small danger", "aria-label": `Delete collection ${c.name}`,
       onclick: () => removeCollection(c.name) }, "Delete"))));
 }

@@ -10,6 +10,7 @@ const GX = 54; // gap between columns
 const GY = 14; // gap between rows
 const PAD = 10;
 const CHARS = 31; // characters per line of a node's question at the node's font size
+const CENTRE_UP_TO = 6; // rows in the tallest column up to which columns are centred
 
 export const STATE_LABEL = {
   waiting: "waiting",
@@ -74,9 +75,11 @@ export function layout(nodes, edges) {
     ids_.forEach((id, r) => row.set(id, r));
   });
   const tallest = Math.max(...columns.map((c) => c.length));
+  // short graphs are centred column by column; tall ones start at the top, where the box opens
+  const centre = tallest <= CENTRE_UP_TO;
   const pos = new Map();
   columns.forEach((ids_, c) => {
-    const offset = ((tallest - ids_.length) * (H + GY)) / 2;
+    const offset = centre ? ((tallest - ids_.length) * (H + GY)) / 2 : 0;
     ids_.forEach((id, r) => pos.set(id, { x: PAD + c * (W + GX), y: PAD + offset + r * (H + GY) }));
   });
   return {

@@ -38,8 +38,20 @@ function banner(message, kind = "") {
   $("#banner").hidden = !message;
 }
 
-async function checkHealth() {
+let healthTimer = null;
+
+function markDown() {
   const badge = $("#health");
+  badge.className = "health down";
+  badge.textContent = "unreachable";
+  badge.title = "The service does not answer";
+}
+
+// Health every 15 s, every 4 s while the service is unreachable; back online clears the banner.
+async function checkHealth() {
+  clearTimeout(healthTimer);
+  const badge = $("#health");
+  let next = 15000;
   try {
     const res = await fetch("/v1/health");
     const body = await res.json();
@@ -50,10 +62,10 @@ async function checkHealth() {
       : `Degraded: ${Object.entries(body.details || {}).map(([k, v]) => `${k}: ${v}`).join("; ") || "no worker"}`;
     if ($("#banner-text").dataset.kind === "offline") banner("");
   } catch {
-    badge.className = "health down";
-    badge.textContent = "unreachable";
-    badge.title = "The service does not answer";
+    markDown();
+    next = 4000;
   }
+  healthTimer = setTimeout(checkHealth, next);
 }
 
 // ---- the API key ---------------------------------------------------------------------
@@ -106,6 +118,9 @@ function initKey() {
   events.addEventListener("auth", (e) => openKeyDialog(e.detail));
   events.addEventListener("offline", () => {
     banner("Cannot reach the Quarry service. Is it running? Checking again in the background…", "offline");
+    markDown();
+    clearTimeout(healthTimer);
+    healthTimer = setTimeout(checkHealth, 4000);
   });
 }
 
@@ -166,7 +181,6 @@ function init() {
   const initial = location.hash.slice(1);
   show(VIEWS.includes(initial) ? initial : "chat");
   checkHealth();
-  setInterval(checkHealth, 15000);
   if (!getKey()) openKeyDialog();
   else start();
   window.addEventListener("focus", () => {

@@ -115,6 +115,11 @@ async function poll(first = false) {
   const was = view.detail?.job.status;
   view.detail = { job, report: report || job.partial };
   renderDetail();
+  const listed = view.jobs.findIndex((j) => j.id === job.id);
+  if (listed >= 0) {
+    view.jobs[listed] = job;
+    renderJobs();
+  }
   if (!first && was && was !== job.status) loadJobs();
   if (!FINISHED.includes(job.status)) view.timer = setTimeout(poll, 1000);
 }
@@ -151,7 +156,7 @@ function renderDetail() {
     h("div", { class: "actions" },
       running ? h("button", { type: "button", class: "danger", id: "cancel-job", onclick: () => cancel(job.id) }, "Cancel") : null,
       job.status === "succeeded" ? h("button", { type: "button", id: "download-report", onclick: () => save(job) }, "Download markdown") : null,
-      report?.markdown ? h("button", { type: "button", class: "ghost", onclick: async (e) => {
+      report?.sections?.length ? h("button", { type: "button", class: "ghost", onclick: async (e) => {
         e.target.textContent = (await copy(report.markdown)) ? "Copied" : "Copy failed";
       } }, "Copy markdown") : null),
     h("div", { class: `report${running ? " partial" : ""}`, "aria-busy": running ? "true" : "false" },

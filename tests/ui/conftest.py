@@ -1,0 +1,99 @@
+"""Browser tests of the web UI: Debian's chromium driven by Playwright (never a browser
+download) against the real service (uvicorn, a Celery worker, Redis) started by the tests.
+Screenshots go to test-artifacts/ui/."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import ADMIN, Live, redis_or_skip, start_live, stop_live
+
+CHROMIUM = os.environ.get("QUARRY_TEST_CHROMIUM", "/usr/bin/chromium")
+# Without the networking flags Chromium keeps trying to reach Google's hosts, which a closed
+# network refuses; a fresh profile per launch comes from Playwright.
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
+REDIS_URL = os.environ.get("QUARRY_TEST_UI_REDIS", "redis://127.0.0.1:6379/12")
+
+
+def _required(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (required under CI=true; `make test` installs Debian's chromium)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not os.access(CHROMIUM, os.X_OK):
+        _required(f"no chromium at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _required("the playwright package is not installed")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="package")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    redis_or_skip(REDIS_URL)
+    service = start_live(tmp_path_factory.mktemp("ui-service"), REDIS_URL)
+    yield service
+    stop_live(service)
+
+
+@pytest.fixture
+def page(browser: Any, live: Live, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh browser context (empty session storage) with the page's errors collected;
+    a test fails if the page threw."""
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.errors = errors
+    yield page
+    if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+        shot(page, f"FAILED-{request.node.name}")
+    context.close()
+    assert not errors, f"the page threw: {errors}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.rep_call = report  # type: ignore[attr-defined]
+
+
+def shot(page: Any, name: str, full_page: bool = True) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    return path
+
+
+def open_ui(page: Any, live: Live, key: str = ADMIN, view: str = "") -> None:
+    """Open the UI and enter the key in the key dialog, as a user does."""
+    page.goto(live.url + "/" + (f"#{view}" if view else ""))
+    page.wait_for_selector("#key-dialog[open]")
+    page.fill("#key-input", key)
+    page.press("#key-input", "Enter")
+    page.wait_for_selector("#key-dialog", state="hidden")

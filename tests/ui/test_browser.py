@@ -1,0 +1,310 @@
+"""The web UI in a real browser (Debian's chromium) against the real service."""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.api.conftest import ADMIN, Live, free_port
+from tests.ui.conftest import ARTIFACTS, open_ui, shot
+
+BASALT = """# Basalt
+
+Basalt is a fine-grained volcanic rock formed from the rapid cooling of lava rich in magnesium and iron.
+It makes up most of the ocean floor.
+
+## Columns
+
+The Giant's Causeway in Northern Ireland has about 40,000 interlocking basalt columns.
+The columns formed 50 to 60 million years ago, when lava cooled and contracted.
+"""
+BROKEN_PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> garbage \x00\x01\x02 not a real PDF"
+
+
+def drop(page: Any, selector: str, files: list[tuple[str, bytes, str]]) -> None:
+    """Drop files on an element, as dragging them from the desktop does."""
+    payload = [(name, base64.b64encode(data).decode(), kind) for name, data, kind in files]
+    transfer = page.evaluate_handle(
+        """(files) => {
+            const dt = new DataTransfer();
+            for (const [name, b64, type] of files) {
+                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                dt.items.add(new File([bytes], name, { type }));
+            }
+            return dt;
+        }""",
+        payload,
+    )
+    page.dispatch_event(selector, "dragenter", {"dataTransfer": transfer})
+    page.dispatch_event(selector, "drop", {"dataTransfer": transfer})
+
+
+WATCH_STREAM = """() => {
+    window.__seen = { nodesWhileStreaming: 0, textWhileStreaming: 0 };
+    const look = () => {
+        const bot = document.querySelector("li.msg.bot[data-status=streaming]");
+        if (!bot) return;
+        const nodes = document.querySelectorAll("#plan-graph [data-node]").length;
+        window.__seen.nodesWhileStreaming = Math.max(window.__seen.nodesWhileStreaming, nodes);
+        const text = bot.querySelector(".answer").textContent.replace(/Planning…|Searching…/g, "").trim();
+        window.__seen.textWhileStreaming = Math.max(window.__seen.textWhileStreaming, text.length);
+    };
+    new MutationObserver(look).observe(document.body, { subtree: true, childList: true, characterData: true,
+        attributes: true });
+}"""
+
+
+@pytest.mark.slow
+def test_a_user_builds_a_collection_asks_and_runs_research(page: Any, live: Live) -> None:
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    open_ui(page, live)
+    page.wait_for_selector("#health.ok >> text=ready")
+    shot(page, "01-start")
+
+    # a collection, two dropped files: the corrupt one shows its error, the other indexes
+    page.click("#tab-collections")
+    page.fill("#new-collection", "geology")
+    page.press("#new-collection", "Enter")
+    page.wait_for_selector("#collection-list li.current >> text=geology")
+    assert page.input_value("#collection-picker") == "geology"
+    files = [("basalt.md", BASALT.encode(), "text/markdown"), ("broken.pdf", BROKEN_PDF, "application/pdf")]
+    drop(page, "#dropzone", files)
+    failed = page.wait_for_selector(".upload[data-file='broken.pdf'][data-phase=failed] .upload-error")
+    assert "broken.pdf" in failed.inner_text() and "PDF" in failed.inner_text()
+    page.wait_for_selector(".upload[data-file='basalt.md'][data-phase=done]", timeout=180_000)
+    row = page.wait_for_selector("#document-table tr[data-source='basalt.md'][data-status=indexed]")
+    assert "Basalt" in row.inner_text()
+    assert page.locator("#document-table tr[data-source='broken.pdf']").count() == 0  # nothing stored for it
+    shot(page, "02-collections-upload")
+
+    # ask: the plan shows while the answer streams in; the answer cites its source
+    page.click("#tab-chat")
+    page.evaluate(WATCH_STREAM)
+    page.fill("#question", "How many basalt columns does the Giant's Causeway have?")
+    page.keyboard.press("Enter")
+    bot = page.wait_for_selector("li.msg.bot[data-status=done]", timeout=180_000)
+    seen = page.evaluate("window.__seen")
+    assert seen["nodesWhileStreaming"] >= 1, seen  # the plan graph was on screen before the answer finished
+    assert int(bot.get_attribute("data-tokens") or 0) > 1  # the answer arrived in pieces
+    assert int(bot.get_attribute("data-plans") or 0) >= 1
+    answer = page.inner_text("li.msg.bot .answer")
+    assert "40,000" in answer
+    assert page.locator("li.msg.bot .answer a.cite").count() >= 1
+    shot(page, "03-chat-answer")
+
+    # the citation opens the passage with the cited span highlighted
+    page.locator("li.msg.bot .answer a.cite").first.click()
+    span = page.wait_for_selector("#source-panel mark.span")
+    cited = " ".join(span.inner_text().split())
+    assert cited and cited in " ".join(BASALT.split())
+    assert "basalt.md" in page.inner_text("#source-panel .doc-meta")
+    shot(page, "04-citation")
+
+    # the plan graph: a done node, opened from the keyboard, shows question, queries, answer, evidence
+    node = page.wait_for_selector("#plan-graph [data-node][data-state=done]")
+    node.focus()
+    page.keyboard.press("Enter")
+    detail = page.wait_for_selector("#node-detail:not([hidden])")
+    text = detail.inner_text().lower()  # headings are upper-cased by the style sheet
+    assert "queries" in text and "answer" in text and re.search(r"evidence \([1-9]", text)
+    assert page.locator("#node-detail .evidence li").count() >= 1
+    shot(page, "05-plan-node")
+    page.keyboard.press("Escape")  # closes the source first
+    assert page.locator("#source-panel").is_hidden()
+
+    # copy the answer
+    page.click("li.msg.bot button.copy")
+    assert page.evaluate("navigator.clipboard.readText()") == answer.strip()
+
+    # the conversation stays on screen across a reload (session storage)
+    page.reload()
+    page.wait_for_selector("li.msg.bot[data-status=done]")
+    assert "40,000" in page.inner_text("li.msg.bot .answer")
+
+    # research: a topic job runs to the end; its report reads and downloads as markdown
+    page.click("#tab-research")
+    page.fill("#research-input", "basalt rock and its columns")
+    page.fill("#research-sections", "2")
+    page.click("#research-form button[type=submit]")
+    page.wait_for_selector("#job-detail [role=progressbar]")
+    page.wait_for_selector("#job-detail .status[data-status=succeeded]", timeout=240_000)
+    assert page.locator("#job-detail .report-section").count() >= 1
+    assert page.locator("#job-list .job[data-status=succeeded]").count() == 1
+    with page.expect_download() as download:
+        page.click("#download-report")
+    markdown = Path(download.value.path()).read_text()
+    assert markdown.startswith("# Research report: basalt rock and its columns")
+    assert "## References" in markdown
+    shot(page, "06-research-report")
+
+    # a long job: progress and partial sections show while it runs; cancelled, it keeps them
+    page.check("input[name=mode][value=questions]")
+    questions = "\n".join(f"Question {i}: what does the text say about basalt columns and lava?" for i in range(50))
+    page.fill("#research-input", questions)
+    page.click("#research-form button[type=submit]")
+    page.wait_for_selector("#job-detail .status[data-status=running]", timeout=60_000)
+    page.wait_for_selector("#job-detail .report.partial .report-section", timeout=60_000)
+    progress = page.inner_text("#job-detail .progress-text")
+    assert re.fullmatch(r"\d+ of 50 sections", progress) and not progress.startswith("0 "), progress
+    assert int(page.get_attribute("#job-detail [role=progressbar]", "aria-valuenow") or 0) > 0
+    shot(page, "07-research-partial")
+    page.click("#cancel-job")
+    page.wait_for_selector("#job-detail .status[data-status=cancelled]", timeout=60_000)
+    assert page.locator("#job-detail .report-section").count() >= 1
+    shot(page, "08-research-cancelled")
+
+
+def test_phone_width(browser: Any, live: Live) -> None:
+    with live.client() as api:
+        job = api.post(
+            "/v1/collections/phone/documents/text", json={"documents": [{"name": "basalt.md", "text": BASALT}]}
+        ).json()
+        assert live.wait_job(api, job["id"])["status"] == "succeeded"
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    try:
+        open_ui(page, live)
+        page.select_option("#collection-picker", "phone")
+        page.fill("#question", "What is basalt made of?")
+        page.click("#ask-button")
+        page.wait_for_selector("li.msg.bot[data-status=done]", timeout=180_000)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"the page is {width}px wide at a 390px screen"
+        shot(page, "09-phone-chat")
+        page.locator("li.msg.bot .answer a.cite").first.tap()
+        panel = page.wait_for_selector("#source-panel mark.span")
+        box = page.locator("#source-panel").bounding_box()
+        assert box and box["y"] >= 0 and box["y"] + box["height"] <= 844 + 1  # a sheet on screen
+        assert panel.is_visible()
+        shot(page, "10-phone-citation", full_page=False)
+        page.click("#tab-collections")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        shot(page, "11-phone-collections")
+    finally:
+        context.close()
+
+
+def test_documents_and_collections_are_deleted_from_the_ui(page: Any, live: Live, tmp_path: Path) -> None:
+    page.on("dialog", lambda dialog: dialog.accept())
+    open_ui(page, live, view="collections")
+    page.fill("#new-collection", "scratch")
+    page.click("#create-collection button")
+    page.wait_for_selector("#collection-list li.current >> text=scratch")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Obsidian is volcanic glass formed when lava cools too fast for crystals to grow.\n")
+    page.set_input_files("#file-input", str(notes))  # the picker
+    page.wait_for_selector("#document-table tr[data-source='notes.txt'][data-status=indexed]", timeout=180_000)
+    page.click("#document-table tr[data-source='notes.txt'] button")
+    page.wait_for_selector("#document-table >> text=No documents yet")
+    with live.client() as api:
+        assert api.get("/v1/collections/scratch/documents").json() == []
+    page.click("#collection-list button[aria-label='Delete collection scratch']")
+    page.wait_for_selector("#collection-list >> text=scratch", state="detached")
+    assert "scratch" not in page.locator("#collection-picker option").all_inner_texts()
+    with live.client() as api:
+        assert api.get("/v1/collections/scratch").status_code == 404
+
+
+def test_a_refused_key_and_an_unreachable_service_get_clear_errors(browser: Any, live: Live, tmp_path: Path) -> None:
+    import uvicorn
+
+    from api.app import create_app
+    from tests.conftest import make_settings
+
+    # a service of its own, stopped halfway through the test
+    port = free_port()
+    redis_url = live.env["QUARRY_SERVICE__REDIS_URL"]
+    settings = make_settings(tmp_path, service={"admin_key": ADMIN, "port": port, "redis_url": redis_url})
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while not server.started and time.time() < deadline:
+        time.sleep(0.2)
+    import httpx
+
+    httpx.post(f"{url}/v1/collections", json={"name": "notes"}, headers={"Authorization": f"Bearer {ADMIN}"})
+    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    page = context.new_page()
+    try:
+        page.goto(url + "/")
+        page.fill("#key-input", "qk_not_a_real_key")
+        page.press("#key-input", "Enter")
+        error = page.wait_for_selector("#key-dialog[open] #key-error:not([hidden])")
+        assert "refused" in error.inner_text() and "invalid or revoked" in error.inner_text()
+        shot(page, "12-key-refused")
+        page.fill("#key-input", ADMIN)
+        page.press("#key-input", "Enter")
+        page.wait_for_selector("#key-dialog", state="hidden")
+        assert page.evaluate("sessionStorage.getItem('quarry.key')") == ADMIN
+
+        server.should_exit = True
+        thread.join(timeout=30)
+        page.fill("#question", "Is anyone there?")
+        page.keyboard.press("Enter")
+        failed = page.wait_for_selector("li.msg.bot[data-status=error] .error")
+        assert "Cannot reach the Quarry service" in failed.inner_text()
+        assert "Cannot reach" in page.inner_text("#banner")
+        page.wait_for_selector("#health.down >> text=unreachable")
+        shot(page, "13-unreachable")
+    finally:
+        server.should_exit = True
+        context.close()
+
+
+def test_the_plan_graph_stays_readable_from_1_to_30_nodes(page: Any, live: Live) -> None:
+    page.goto(live.url + "/")
+    page.keyboard.press("Escape")  # no key needed to draw a graph
+    for count in (1, 30):
+        layout = page.evaluate(
+            """async (count) => {
+                const { renderGraph } = await import("/ui/js/graph.js");
+                const states = ["done", "running", "waiting", "not_found", "failed"];
+                const nodes = [{ id: "n1", question: "What are the main kinds of volcanic rock and how do they form?",
+                                 parents: [], state: "done" }];
+                for (let i = 2; i <= count; i++) {
+                    const parent = i <= 9 ? "n1" : `n${2 + ((i - 10) % 8)}`;
+                    const parents = i === count && count > 2 ? ["n2", "n3", "n4", "n5"] : [parent];
+                    nodes.push({ id: `n${i}`, parents, state: states[i % states.length],
+                                 question: `Sub-question ${i}: which basalt samples from site ${i} were dated?` });
+                }
+                const edges = nodes.flatMap((n) => n.parents.map((p) => [p, n.id]));
+                const box = document.querySelector("#plan-graph");
+                renderGraph(box, { nodes, edges }, { selected: null, onSelect: () => {} });
+                const rects = [...box.querySelectorAll("[data-node] rect")].map((r) => r.getBoundingClientRect());
+                const fonts = [...box.querySelectorAll("[data-node] text")]
+                    .map((t) => parseFloat(getComputedStyle(t).fontSize));
+                return {
+                    nodes: box.querySelectorAll("[data-node]").length,
+                    edges: box.querySelectorAll("path.edge").length,
+                    expectedEdges: edges.length,
+                    rects: rects.map((r) => [r.x, r.y, r.width, r.height]),
+                    minFont: Math.min(...fonts),
+                    labels: [...box.querySelectorAll("[data-node] text.q")].map((t) => t.textContent),
+                };
+            }""",
+            count,
+        )
+        assert layout["nodes"] == count and layout["edges"] == layout["expectedEdges"]
+        assert layout["minFont"] >= 11  # drawn at natural size (the box scrolls), never shrunk to fit
+        assert all(label.strip() for label in layout["labels"])
+        rects = layout["rects"]
+        for i, a in enumerate(rects):
+            assert a[2] >= 150 and a[3] >= 40
+            for b in rects[i + 1 :]:
+                apart = a[0] + a[2] <= b[0] or b[0] + b[2] <= a[0] or a[1] + a[3] <= b[1] or b[1] + b[3] <= a[1]
+                assert apart, f"nodes overlap: {a} {b}"
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.locator("#plan-graph").screenshot(path=str(ARTIFACTS / f"14-graph-{count}-nodes.png"))  # as it opens
+        page.evaluate(
+            """() => { for (const el of [document.querySelector('#plan-graph'), document.querySelector('#side')]) {
+                el.style.maxHeight = 'none'; el.style.overflow = 'visible'; } }"""
+        )
+        page.locator("#plan-graph svg").screenshot(path=str(ARTIFACTS / f"14-graph-{count}-nodes-whole.png"))
