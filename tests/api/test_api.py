@@ -181,13 +181,15 @@ def test_research_job_and_cancel(live: Live, kb: str) -> None:
         job = live.wait_job(c, r.json()["id"], path="/v1/research")
         assert job["status"] == "succeeded" and job["done"] == job["total"] == 2
         status = c.get(f"/v1/research/{job['id']}").json()
-        assert len(status["partial"]["sections"]) == 2
+        assert len(status["partial"]["sections"]) == 2 and status["partial"]["references"]
+        assert status["label"] == "What are blue whales? (and 1 more question)"
         md = c.get(f"/v1/research/{job['id']}/result", params={"format": "markdown"})
         assert md.headers["content-type"].startswith("text/markdown")
         assert "## 1. What are blue whales?" in md.text and "## References" in md.text
         report = c.get(f"/v1/research/{job['id']}/result").json()
         assert len(report["sections"]) == 2 and report["references"]
         topic = c.post("/v1/research", json={"collection": "kb", "topic": "tea", "sections": 2}).json()
+        assert topic["label"] == "tea"
         assert live.wait_job(c, topic["id"], path="/v1/research")["status"] == "succeeded"
         many = [f"Question {i} about whales?" for i in range(40)]
         r = c.post("/v1/research", json={"collection": "kb", "questions": many})

@@ -68,7 +68,10 @@ def test_a_user_builds_a_collection_asks_and_runs_research(page: Any, live: Live
     shot(page, "01-start")
 
     # a collection, two dropped files: the corrupt one shows its error, the other indexes
-    page.click("#tab-collections")
+    page.focus("#tab-chat")
+    page.keyboard.press("ArrowRight")  # tabs follow the keyboard
+    assert page.evaluate("document.activeElement.id") == "tab-collections"
+    assert page.is_visible("#view-collections") and page.is_hidden("#view-chat")
     page.fill("#new-collection", "geology")
     page.press("#new-collection", "Enter")
     page.wait_for_selector("#collection-list li.current >> text=geology")
@@ -105,6 +108,11 @@ def test_a_user_builds_a_collection_asks_and_runs_research(page: Any, live: Live
     assert cited and cited in " ".join(BASALT.split())
     assert "basalt.md" in page.inner_text("#source-panel .doc-meta")
     shot(page, "04-citation")
+    page.click("#source-panel .source-close")
+    assert page.locator("#source-panel").is_hidden()
+    assert "cite" in (page.evaluate("document.activeElement.className") or "")  # focus back on the citation
+    page.keyboard.press("Enter")  # and it opens again from the keyboard
+    page.wait_for_selector("#source-panel mark.span")
 
     # the plan graph: a done node, opened from the keyboard, shows question, queries, answer, evidence
     node = page.wait_for_selector("#plan-graph [data-node][data-state=done]")

@@ -93,6 +93,14 @@ export const enc = encodeURIComponent;
 export async function stream(path, json, onEvent, signal) {
   const res = await send("POST", path, { json, signal, accept: "text/event-stream" });
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    await readEvents(reader, onEvent);
+  } finally {
+    reader.cancel().catch(() => {}); // an error or a stop ends the request, so the server stops working on it
+  }
+}
+
+async function readEvents(reader, onEvent) {
   let buffer = "";
   for (;;) {
     let chunk;

@@ -2,7 +2,7 @@
 // conversation is kept in this tab's session storage, so a reload keeps it.
 
 import { enc, stream } from "./api.js";
-import { $, clear, cited, copy, h } from "./dom.js";
+import { $, announce, clear, cited, copy, h, keepFocus } from "./dom.js";
 import { renderGraph, STATE_LABEL } from "./graph.js";
 import { closeAnySource, closeSource, openSource } from "./passage.js";
 
@@ -41,31 +41,32 @@ function answerBody(m, i) {
   if (m.status === "streaming" && !m.citations) {
     body.append(m.text || "", h("span", { class: "caret", "aria-hidden": "true" }));
     if (!m.text) body.prepend(h("span", { class: "muted" }, m.plan.nodes.length ? "Searching… " : "Planning… "));
-  } else body.append(...cited(m.text || "", m.citations, (c) => openSource(m.collection, c)));
+  } else body.append(...cited(m.text || "", m.citations, (c) => openSource(m.collection, c), `cite-${i}`));
   return body;
 }
 
 function messageView(m, i) {
   const notes = [];
-  if (m.error) notes.push(h("p", { class: "error", role: "alert" }, m.error));
+  if (m.error) notes.push(h("p", { class: "error" }, m.error));
   if (m.partial) notes.push(h("p", { class: "note" }, "Partial answer: a time budget ran out; it uses the evidence gathered so far."));
   if (m.unsupported?.length) {
     notes.push(h("details", { class: "note" }, h("summary", {}, `${m.unsupported.length} sentence(s) no citation supports`),
       h("ul", {}, m.unsupported.map((s) => h("li", {}, s)))));
   }
   const sources = (m.citations || []).map((c) =>
-    h("li", {}, h("a", { href: "#", class: "source-link", dataset: { n: c.n },
+    h("li", {}, h("a", { href: "#", class: "source-link", dataset: { n: c.n, key: `source-${i}-${c.n}` },
       onclick: (e) => { e.preventDefault(); openSource(m.collection, c); } }, `[${c.n}] ${c.title || c.document}`),
     h("span", { class: "muted" }, ` — ${c.snippet.slice(0, 140)}${c.snippet.length > 140 ? "…" : ""}`)));
   const nodes = m.plan.nodes.length;
   const actions = h("div", { class: "actions" },
     !m.text ? null : h("button", { type: "button", class: "ghost small copy", disabled: m.status === "streaming",
+      dataset: { key: `copy-${i}` },
       onclick: async (e) => {
         const ok = await copy(m.text || "");
         e.target.textContent = ok ? "Copied" : "Copy failed";
         setTimeout(() => { e.target.textContent = "Copy answer"; }, 1500);
       } }, "Copy answer"),
-    nodes ? h("button", { type: "button", class: "ghost small", onclick: () => showPlan(i),
+    nodes ? h("button", { type: "button", class: "ghost small", onclick: () => showPlan(i), dataset: { key: `plan-${i}` },
       "aria-pressed": chat.active === i ? "true" : "false" }, `Plan (${nodes} node${nodes === 1 ? "" : "s"})`) : null,
     m.timings?.total ? h("span", { class: "muted" }, `${m.timings.total.toFixed(1)} s`) : null,
     m.status === "streaming" ? h("span", { class: "muted", role: "status" }, "streaming…") : null);
@@ -82,17 +83,18 @@ function messageView(m, i) {
 function renderMessages() {
   const list = $("#messages");
   const empty = $("#chat-empty");
-  clear(list, empty);
-  empty.hidden = chat.messages.length > 0;
-  chat.messages.forEach((m, i) => list.append(...messageView(m, i)));
+  keepFocus(list, () => {
+    clear(list, empty);
+    empty.hidden = chat.messages.length > 0;
+    chat.messages.forEach((m, i) => list.append(...messageView(m, i)));
+  });
 }
 
 // Re-render one message in place (cheap enough per event; tokens take the fast path).
 function refresh(i) {
-  const items = $("#messages").querySelectorAll(`li.msg.bot[data-index="${i}"]`);
-  if (!items.length) return renderMessages();
-  const [, bot] = messageView(chat.messages[i], i);
-  items[0].replaceWith(bot);
+  const item = $("#messages").querySelector(`li.msg.bot[data-index="${i}"]`);
+  if (!item) return renderMessages();
+  keepFocus(item.parentElement, () => item.replaceWith(messageView(chat.messages[i], i)[1]));
 }
 
 function appendToken(i, piece) {
@@ -147,7 +149,7 @@ function renderNode() {
   clear(box,
     h("div", { class: "panel-head" }, h("h3", {}, `${node.id} · ${STATE_LABEL[node.state] || node.state}`),
       h("button", { type: "button", class: "ghost small", "aria-label": "Close the node",
-        onclick: () => { chat.selected = null; renderPlan(); } }, "✕")),
+        onclick: () => closeNode() }, "✕")),
     h("p", { class: "node-question" }, node.question),
     node.parents?.length ? h("p", { class: "muted" }, `after ${node.parents.join(", ")}`) : null,
     h("h4", {}, "Queries"),
@@ -166,6 +168,14 @@ function renderNode() {
   );
 }
 
+// Close the node's details and give focus back to its node in the graph.
+function closeNode() {
+  const id = chat.selected;
+  chat.selected = null;
+  renderPlan();
+  if (id) $("#plan-graph").querySelector(`[data-node="${CSS.escape(id)}"]`)?.focus();
+}
+
 function selectNode(id) {
   chat.selected = chat.selected === id ? null : id;
   renderPlan();
@@ -182,8 +192,8 @@ function showPlan(i) {
 
 // ---- asking --------------------------------------------------------------------------
 
-function onEvent(i, type, data) {
-  const m = chat.messages[i];
+function onEvent(m, i, type, data) {
+  if (chat.messages[i] !== m) return; // the conversation was cleared meanwhile
   switch (type) {
     case "plan":
       m.plan = { nodes: data.nodes, edges: data.edges };
@@ -252,8 +262,8 @@ async function ask(question) {
   busy(true);
   chat.controller = new AbortController();
   try {
-    await stream(`/v1/collections/${enc(collection)}/ask/stream`, { question }, (type, data) => onEvent(i, type, data),
-      chat.controller.signal);
+    await stream(`/v1/collections/${enc(collection)}/ask/stream`, { question },
+      (type, data) => onEvent(m, i, type, data), chat.controller.signal);
     if (m.status === "streaming") {
       m.status = "error";
       m.error = "The stream ended before the answer was complete.";
@@ -263,9 +273,14 @@ async function ask(question) {
     m.error = err.name === "AbortError" ? "Stopped." : err.message;
   } finally {
     chat.controller = null;
+    const stopFocused = document.activeElement === $("#stop-button");
     busy(false);
-    refresh(i);
-    renderPlan();
+    if (stopFocused) $("#question").focus();
+    if (chat.messages[i] === m) {
+      refresh(i);
+      renderPlan();
+      announce(m.error ? `The question failed: ${m.error}` : "The answer is ready.");
+    }
     save();
   }
 }
@@ -312,8 +327,5 @@ export function initChat(currentCollection) {
 
 export function closeDetails() {
   if (closeAnySource()) return;
-  if (chat.selected) {
-    chat.selected = null;
-    renderPlan();
-  }
+  if (chat.selected) closeNode();
 }

@@ -3,9 +3,10 @@
 // with status, refreshed while documents are being indexed.
 
 import { api, enc, upload } from "./api.js";
-import { $, bytes, clear, h, progressBar, when } from "./dom.js";
+import { $, announce, bytes, clear, h, keepFocus, progressBar, when } from "./dom.js";
 
 const PARALLEL = 2; // files uploading at once
+const BUSY = ["queued", "parsing", "chunking", "embedding"]; // document states on the way to indexed
 
 const view = {
   collections: [],
@@ -16,6 +17,7 @@ const view = {
   queue: [],
   running: 0,
   poll: null,
+  shown: "", // what the documents table shows (collection and rows), to skip identical re-renders
 };
 
 let uploadIds = 0;
@@ -23,25 +25,27 @@ let uploadIds = 0;
 const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 export async function loadCollections() {
+  const before = view.current();
   view.collections = await api("GET", "/v1/collections");
+  view.onChange(view.collections); // the picker first: it decides which collection is current
   renderCollections();
-  view.onChange(view.collections);
+  if (view.current() !== before && !$("#view-collections").hidden) loadDocuments();
   return view.collections;
 }
 
 function renderCollections() {
   const list = $("#collection-list");
   if (!view.collections.length) {
-    clear(list, h("li", { class: "muted" }, "No collections yet: create one, or drop files below to create it."));
+    clear(list, h("li", { class: "muted" }, "No collections yet: create one above."));
     return;
   }
   const current = view.current();
-  clear(list, view.collections.map((c) => h("li", { class: c.name === current ? "current" : "" },
+  keepFocus(list, () => clear(list, view.collections.map((c) => h("li", { class: c.name === current ? "current" : "" },
     h("button", { type: "button", class: "pick", "aria-current": c.name === current ? "true" : "false",
-      onclick: () => view.select(c.name) },
+      dataset: { key: `pick-${c.name}` }, onclick: () => view.select(c.name) },
     h("strong", {}, c.name), h("span", { class: "muted" }, ` ${plural(c.document_count, "document")} · ${plural(c.chunk_count, "chunk")}`)),
     h("button", { type: "button", class: "ghost small danger", "aria-label": `Delete collection ${c.name}`,
-      onclick: () => removeCollection(c.name) }, "Delete"))));
+      dataset: { key: `delete-${c.name}` }, onclick: () => removeCollection(c.name) }, "Delete")))));
 }
 
 async function removeCollection(name) {
@@ -65,6 +69,7 @@ export async function loadDocuments() {
   $("#documents-title").textContent = name ? `Documents in ${name}` : "Documents";
   const body = $("#document-table tbody");
   if (!name) {
+    view.shown = "";
     clear(body, h("tr", {}, h("td", { colspan: 6, class: "muted" }, "Pick or create a collection.")));
     return;
   }
@@ -72,10 +77,24 @@ export async function loadDocuments() {
   try {
     docs = await api("GET", `/v1/collections/${enc(name)}/documents`);
   } catch (err) {
+    if (name !== view.current()) return;
+    view.shown = "";
     clear(body, h("tr", {}, h("td", { colspan: 6, class: "error" }, err.message)));
     return;
   }
   if (name !== view.current()) return;
+  const shown = JSON.stringify([name, docs]);
+  if (shown !== view.shown) {
+    view.shown = shown;
+    keepFocus(body, () => renderDocuments(body, name, docs));
+  }
+  clearTimeout(view.poll);
+  if (docs.some((d) => BUSY.includes(d.status)) && !$("#view-collections").hidden) {
+    view.poll = setTimeout(loadDocuments, 1500);
+  }
+}
+
+function renderDocuments(body, name, docs) {
   clear(body, docs.length ? docs.map((d) => h("tr", { dataset: { status: d.status, source: d.source } },
     h("td", { class: "doc-name" }, h("span", { title: d.source }, d.title && d.title !== d.source ? `${d.title} ` : ""),
       h("span", { class: "muted" }, d.source)),
@@ -84,11 +103,8 @@ export async function loadDocuments() {
     h("td", { class: "num" }, bytes(d.size_bytes)),
     h("td", {}, when(d.updated_at)),
     h("td", {}, h("button", { type: "button", class: "ghost small danger", "aria-label": `Delete ${d.source}`,
-      onclick: () => removeDocument(name, d) }, "Delete"))))
+      dataset: { key: `delete-doc-${d.id}` }, onclick: () => removeDocument(name, d) }, "Delete"))))
     : h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No documents yet: drop files above.")));
-  const busy = docs.some((d) => d.status === "queued" || d.status === "processing");
-  clearTimeout(view.poll);
-  if (busy && !$("#view-collections").hidden) view.poll = setTimeout(loadDocuments, 1500);
 }
 
 async function removeDocument(collection, doc) {
@@ -109,6 +125,7 @@ function renderUploads() {
     const label = {
       waiting: "waiting",
       uploading: `uploading ${Math.round(u.fraction * 100)}%`,
+      queued: "uploaded · waiting for a worker",
       indexing: "indexing…",
       done: u.message || "indexed",
       failed: "failed",
@@ -116,9 +133,9 @@ function renderUploads() {
     return h("li", { class: `upload ${u.phase}`, dataset: { file: u.file.name, phase: u.phase } },
       h("div", { class: "upload-head" }, h("span", { class: "upload-name" }, u.file.name),
         h("span", { class: "muted" }, ` ${bytes(u.file.size)} · `), h("span", { class: "upload-state" }, label)),
-      u.phase === "uploading" || u.phase === "indexing" || u.phase === "waiting"
-        ? progressBar(u.phase === "indexing" ? 1 : u.fraction, `${u.file.name} upload`) : null,
-      u.phase === "failed" ? h("p", { class: "error upload-error", role: "alert" }, u.message) : null);
+      ["waiting", "uploading", "queued", "indexing"].includes(u.phase)
+        ? progressBar(["queued", "indexing"].includes(u.phase) ? 1 : u.fraction, `${u.file.name} upload`) : null,
+      u.phase === "failed" ? h("p", { class: "error upload-error" }, u.message) : null);
   }));
 }
 
@@ -138,18 +155,24 @@ export function addFiles(files) {
   pump();
 }
 
+// At most PARALLEL uploads at once; a slot frees as soon as its bytes are up (indexing is
+// the workers' business, followed without holding a slot).
 function pump() {
   while (view.running < PARALLEL && view.queue.length) {
     const u = view.queue.shift();
     view.running++;
-    send(u).finally(() => {
+    let freed = false;
+    const free = () => {
+      if (freed) return;
+      freed = true;
       view.running--;
       pump();
-    });
+    };
+    send(u, free).finally(free);
   }
 }
 
-async function send(u) {
+async function send(u, uploaded) {
   u.phase = "uploading";
   renderUploads();
   try {
@@ -157,10 +180,17 @@ async function send(u) {
       u.fraction = f;
       renderUploads();
     });
-    u.phase = "indexing";
+    uploaded();
+    u.phase = "queued";
     renderUploads();
     loadDocuments();
-    const final = await follow(job.id);
+    const final = await follow(job.id, (status) => {
+      const phase = status === "queued" ? "queued" : "indexing";
+      if (phase !== u.phase) {
+        u.phase = phase;
+        renderUploads();
+      }
+    });
     const failed = final.result?.failed?.[0];
     if (final.status !== "succeeded" || failed) {
       u.phase = "failed";
@@ -175,14 +205,16 @@ async function send(u) {
     u.message = err.message;
   }
   renderUploads();
+  announce(u.phase === "failed" ? `${u.file.name} failed: ${u.message}` : `${u.file.name}: ${u.message}`);
   if (u.collection === view.current()) loadDocuments();
   loadCollections().catch(() => {});
 }
 
-async function follow(jobId) {
+async function follow(jobId, onStatus) {
   for (;;) {
     const job = await api("GET", `/v1/jobs/${enc(jobId)}`);
     if (["succeeded", "failed", "cancelled"].includes(job.status)) return job;
+    onStatus(job.status);
     await new Promise((r) => setTimeout(r, 700));
   }
 }

@@ -29,6 +29,23 @@ export function clear(el, ...children) {
   return el;
 }
 
+// Re-render `container` and give focus back to the control that had it (matched by its
+// data-key), so periodic refreshes never take keyboard focus away.
+export function keepFocus(container, render) {
+  const active = document.activeElement;
+  const key = active && container.contains(active) ? active.dataset?.key : undefined;
+  render();
+  if (key) container.querySelector(`[data-key="${CSS.escape(key)}"]`)?.focus({ preventScroll: true });
+}
+
+// Tell screen readers something once (a polite live region), however often the page re-renders.
+export function announce(message) {
+  const live = document.getElementById("live");
+  if (!live) return;
+  live.textContent = "";
+  setTimeout(() => { live.textContent = message; }, 50);
+}
+
 export function bytes(n) {
   if (!n) return "0 B";
   const units = ["B", "KB", "MB", "GB"];
@@ -42,8 +59,9 @@ export function when(iso) {
   return d.toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" });
 }
 
-// Answer text with each [n] (or [n, m]) turned into links that call onCite(n).
-export function cited(text, citations, onCite) {
+// Answer text with each [n] (or [n, m]) turned into links that call onCite(n); `key`
+// prefixes the links' data-key (see keepFocus).
+export function cited(text, citations, onCite, key = "cite") {
   const known = new Map((citations || []).map((c) => [c.n, c]));
   const out = [];
   let last = 0;
@@ -56,7 +74,7 @@ export function cited(text, citations, onCite) {
       const c = known.get(n);
       out.push(
         c
-          ? h("a", { href: "#", class: "cite", dataset: { n }, title: `${c.title || c.document}`,
+          ? h("a", { href: "#", class: "cite", dataset: { n, key: `${key}-${out.length}` }, title: `${c.title || c.document}`,
             onclick: (e) => { e.preventDefault(); onCite(c); } }, String(n))
           : String(n),
       );

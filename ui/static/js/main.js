@@ -4,7 +4,7 @@ import { events, getKey, setKey } from "./api.js";
 import { closeDetails, initChat } from "./chat.js";
 import { initCollections, loadCollections, loadDocuments, showCollections } from "./collections.js";
 import { $, clear, h } from "./dom.js";
-import { closeAnySource } from "./passage.js";
+import { closeAnySource, initSources } from "./passage.js";
 import { initResearch, showResearch } from "./research.js";
 
 const PICKED = "quarry.collection";
@@ -42,6 +42,7 @@ let healthTimer = null;
 
 function markDown() {
   const badge = $("#health");
+  if (badge.textContent === "unreachable") return;
   badge.className = "health down";
   badge.textContent = "unreachable";
   badge.title = "The service does not answer";
@@ -56,8 +57,11 @@ async function checkHealth() {
     const res = await fetch("/v1/health");
     const body = await res.json();
     const ok = body.status === "ok";
-    badge.className = `health ${ok ? "ok" : "degraded"}`;
-    badge.textContent = ok ? `ready · ${body.workers} worker${body.workers === 1 ? "" : "s"}` : "degraded";
+    const label = ok ? `ready · ${body.workers} worker${body.workers === 1 ? "" : "s"}` : "degraded";
+    if (badge.textContent !== label) { // a status region: rewrite it only when it changes
+      badge.className = `health ${ok ? "ok" : "degraded"}`;
+      badge.textContent = label;
+    }
     badge.title = ok ? "Database, Redis and workers reachable"
       : `Degraded: ${Object.entries(body.details || {}).map(([k, v]) => `${k}: ${v}`).join("; ") || "no worker"}`;
     if ($("#banner-text").dataset.kind === "offline") banner("");
@@ -72,7 +76,7 @@ async function checkHealth() {
 
 function openKeyDialog(message) {
   const dialog = $("#key-dialog");
-  $("#key-input").value = getKey();
+  if (!dialog.open) $("#key-input").value = getKey(); // never wipe a key being typed
   $("#key-error").textContent = message || "";
   $("#key-error").hidden = !message;
   if (!dialog.open) dialog.showModal();
@@ -138,7 +142,7 @@ function show(name, focus = false) {
   history.replaceState(null, "", `#${name}`);
   if (name === "collections") showCollections();
   if (name === "research") showResearch();
-  if (name === "chat") $("#question").focus({ preventScroll: true });
+  if (name === "chat" && !focus) $("#question").focus({ preventScroll: true });
 }
 
 function initTabs() {
@@ -172,6 +176,7 @@ function initTabs() {
 function init() {
   initKey();
   initTabs();
+  initSources();
   initChat(current);
   initCollections({ current, select, onChange: fillPicker });
   initResearch(current);

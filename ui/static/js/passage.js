@@ -7,12 +7,14 @@ import { $, clear, h } from "./dom.js";
 const CONTEXT = 320; // characters of the document shown either side of the passage
 
 let current = 0; // the latest request wins when several are opened quickly
+const openers = new WeakMap(); // panel -> the control that opened it, to return focus on close
 
 // ref: {document_id, document, title, start_char, end_char, span_start?, span_end?, n?}
 // `panel` is a source panel: an element with a `.source-title` and a `.source-body`.
 export async function openSource(collection, ref, panel = $("#source-panel")) {
   const body = panel.querySelector(".source-body");
   const ticket = ++current;
+  if (document.activeElement && !panel.contains(document.activeElement)) openers.set(panel, document.activeElement);
   panel.hidden = false;
   panel.querySelector(".source-title").textContent = ref.n ? `Source [${ref.n}]` : "Source";
   clear(body, h("p", { class: "muted" }, `Loading ${ref.title || ref.document}…`));
@@ -60,7 +62,19 @@ export async function openSource(collection, ref, panel = $("#source-panel")) {
 
 export function closeSource(panel = $("#source-panel")) {
   current++;
+  const hadFocus = panel.contains(document.activeElement);
   panel.hidden = true;
+  const opener = openers.get(panel);
+  if (hadFocus || document.activeElement === document.body) {
+    if (opener?.isConnected) opener.focus();
+    else $("#question")?.focus({ preventScroll: true });
+  }
+}
+
+export function initSources() {
+  for (const panel of document.querySelectorAll(".source-panel")) {
+    panel.querySelector(".source-close").addEventListener("click", () => closeSource(panel));
+  }
 }
 
 // Close whichever source panel is open; false when none was.

@@ -2,7 +2,7 @@
 // cancel, read the finished report (citations open their passages) and download it.
 
 import { api, download, enc, text } from "./api.js";
-import { $, cited, clear, copy, h, progressBar, when } from "./dom.js";
+import { $, announce, cited, clear, copy, h, keepFocus, progressBar, when } from "./dom.js";
 import { openSource } from "./passage.js";
 
 const FINISHED = ["succeeded", "failed", "cancelled"];
@@ -14,6 +14,8 @@ const view = {
   detail: null, // {job, report}
   timer: null,
   listTimer: null,
+  ticket: 0, // the latest poll wins
+  shown: "", // what the detail shows, to skip identical re-renders
 };
 
 function mode() {
@@ -22,7 +24,8 @@ function mode() {
 
 function syncMode() {
   const topic = mode() === "topic";
-  $("#research-input-label").textContent = topic ? "Topic" : "Questions, one per line";
+  $("#research-input-label").textContent = topic ? "Topic" : "Questions, one per line (at most 50)";
+  $("#research-input").maxLength = topic ? 1000 : 50 * 1000;
   $("#research-input").placeholder = topic
     ? "e.g. How Quarry stores and searches documents"
     : "What does the planner do?\nHow are citations checked?";
@@ -78,13 +81,13 @@ function renderJobs() {
     clear(list, h("li", { class: "muted" }, "No research jobs yet."));
     return;
   }
-  clear(list, view.jobs.map((j) => h("li", {},
+  keepFocus(list, () => clear(list, view.jobs.map((j) => h("li", {},
     h("button", { type: "button", class: `job ${j.id === view.selected ? "current" : ""}`,
-      "aria-current": j.id === view.selected ? "true" : "false", dataset: { job: j.id, status: j.status },
+      "aria-current": j.id === view.selected ? "true" : "false", dataset: { job: j.id, status: j.status, key: j.id },
       onclick: () => select(j.id) },
     h("span", { class: "job-label" }, j.label || j.id),
     h("span", { class: "muted" }, ` ${j.collection} · `, h("span", { class: `status ${j.status}` }, j.status),
-      j.status === "running" ? ` ${Math.round(j.progress * 100)}%` : "", ` · ${when(j.created_at)}`)))));
+      j.status === "running" ? ` ${Math.round(j.progress * 100)}%` : "", ` · ${when(j.created_at)}`))))));
 }
 
 // ---- one job -------------------------------------------------------------------------
@@ -92,6 +95,7 @@ function renderJobs() {
 async function select(id) {
   view.selected = id;
   view.detail = null;
+  view.shown = "";
   renderJobs();
   clear($("#job-detail"), h("p", { class: "muted" }, "Loading…"));
   await poll(true);
@@ -101,6 +105,7 @@ async function select(id) {
 async function poll(first = false) {
   clearTimeout(view.timer);
   const id = view.selected;
+  const ticket = ++view.ticket;
   if (!id) return;
   let job;
   let report;
@@ -108,20 +113,28 @@ async function poll(first = false) {
     job = await api("GET", `/v1/research/${enc(id)}`);
     if (job.status === "succeeded") report = await api("GET", `/v1/research/${enc(id)}/result`);
   } catch (err) {
-    if (id === view.selected) clear($("#job-detail"), h("p", { class: "error", role: "alert" }, err.message));
+    if (ticket === view.ticket) {
+      view.shown = "";
+      clear($("#job-detail"), h("p", { class: "error", role: "alert" }, err.message));
+    }
     return;
   }
-  if (id !== view.selected) return;
+  if (ticket !== view.ticket) return; // a newer poll (or another job) took over
   const was = view.detail?.job.status;
   view.detail = { job, report: report || job.partial };
-  renderDetail();
+  const shown = JSON.stringify([job.status, job.done, job.total, job.error, view.detail.report?.sections?.length]);
+  if (shown !== view.shown) {
+    view.shown = shown;
+    keepFocus($("#job-detail"), renderDetail);
+  }
+  if (was && was !== job.status && FINISHED.includes(job.status)) announce(`The research job ${job.status}.`);
   const listed = view.jobs.findIndex((j) => j.id === job.id);
   if (listed >= 0) {
     view.jobs[listed] = job;
     renderJobs();
   }
   if (!first && was && was !== job.status) loadJobs();
-  if (!FINISHED.includes(job.status)) view.timer = setTimeout(poll, 1000);
+  if (!FINISHED.includes(job.status) && !$("#view-research").hidden) view.timer = setTimeout(poll, 1000);
 }
 
 function renderReport(collection, report) {
@@ -131,11 +144,12 @@ function renderReport(collection, report) {
   return [
     ...report.sections.map((s, i) => h("section", { class: "report-section" },
       h("h3", {}, `${i + 1}. ${s.question}`),
-      h("p", {}, ...cited(s.answer, refs, open)),
+      h("p", {}, ...cited(s.answer, refs, open, `cite-${i}`)),
       ...(s.notes || []).map((n) => h("p", { class: "note" }, n)))),
     refs.length ? h("h3", {}, "References") : null,
     refs.length ? h("ol", { class: "references" }, refs.map((r) => h("li", { value: r.n },
-      h("a", { href: "#", onclick: (e) => { e.preventDefault(); open(r); } }, r.title || r.document),
+      h("a", { href: "#", dataset: { key: `ref-${r.n}` }, onclick: (e) => { e.preventDefault(); open(r); } },
+        r.title || r.document),
       h("span", { class: "muted" }, ` (${r.document}) — ${r.snippet.slice(0, 160)}${r.snippet.length > 160 ? "…" : ""}`))))
       : null,
   ];
@@ -154,9 +168,11 @@ function renderDetail() {
     h("p", { class: "muted progress-text" }, job.status === "succeeded" ? "finished" : progress),
     job.error && job.status !== "cancelled" ? h("p", { class: "error", role: "alert" }, job.error) : null,
     h("div", { class: "actions" },
-      running ? h("button", { type: "button", class: "danger", id: "cancel-job", onclick: () => cancel(job.id) }, "Cancel") : null,
-      job.status === "succeeded" ? h("button", { type: "button", id: "download-report", onclick: () => save(job) }, "Download markdown") : null,
-      report?.sections?.length ? h("button", { type: "button", class: "ghost", onclick: async (e) => {
+      running ? h("button", { type: "button", class: "danger", id: "cancel-job", dataset: { key: "cancel" },
+        onclick: () => cancel(job.id) }, "Cancel") : null,
+      job.status === "succeeded" ? h("button", { type: "button", id: "download-report", dataset: { key: "download" },
+        onclick: () => save(job) }, "Download markdown") : null,
+      report?.sections?.length ? h("button", { type: "button", class: "ghost", dataset: { key: "copy" }, onclick: async (e) => {
         e.target.textContent = (await copy(report.markdown)) ? "Copied" : "Copy failed";
       } }, "Copy markdown") : null),
     h("div", { class: `report${running ? " partial" : ""}`, "aria-busy": running ? "true" : "false" },
@@ -172,6 +188,7 @@ async function cancel(id) {
   }
   await poll();
   loadJobs();
+  if (document.activeElement === document.body) $("#job-detail").focus(); // the Cancel button is gone
 }
 
 async function save(job) {
