@@ -174,7 +174,9 @@ def test_phone_width(browser: Any, live: Live) -> None:
             "/v1/collections/phone/documents/text", json={"documents": [{"name": "basalt.md", "text": BASALT}]}
         ).json()
         assert live.wait_job(api, job["id"])["status"] == "succeeded"
-    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, color_scheme="dark"
+    )
     page = context.new_page()
     try:
         open_ui(page, live)
@@ -182,6 +184,8 @@ def test_phone_width(browser: Any, live: Live) -> None:
         page.fill("#question", "What is basalt made of?")
         page.click("#ask-button")
         page.wait_for_selector("li.msg.bot[data-status=done]", timeout=180_000)
+        picker = page.locator("#collection-picker").bounding_box()
+        assert picker and picker["width"] > 150  # the collection picker keeps a usable width
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"the page is {width}px wide at a 390px screen"
         shot(page, "09-phone-chat")
