@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agents.text import capitalised_spans, dates, numbers, split_sentences
+from agents.text import capitalised_spans, dates, numbers, prose_sentences, split_sentences
 from core.types import Evidence
 from retrieval.embedder import SentenceEmbedder
 from retrieval.sparse import Analyzer
@@ -81,8 +81,12 @@ class ExtractiveReader:
     def _rank(self, question: str, evidence: list[Evidence]) -> list[ScoredSentence]:
         candidates: list[tuple[int, int, int, str]] = []
         for i, ev in enumerate(evidence):
-            for s in split_sentences(ev.text):
+            for s in prose_sentences(ev.text):
                 candidates.append((i, ev.start_char + s.start, ev.start_char + s.end, s.text))
+        if not candidates:  # nothing but code, headings or tables: quote those rather than nothing
+            for i, ev in enumerate(evidence):
+                for s in split_sentences(ev.text):
+                    candidates.append((i, ev.start_char + s.start, ev.start_char + s.end, s.text))
         if not candidates:
             return []
         vectors = self.embedder.encode([question] + [c[3] for c in candidates])

@@ -83,6 +83,26 @@ def split_sentences(text: str) -> list[Sentence]:
     return out
 
 
+_FENCE = re.compile(r"^[ \t]*(```|~~~)", re.MULTILINE)
+
+
+def prose_sentences(text: str) -> list[Sentence]:
+    """The sentences of `text` that are running prose: not inside a fenced code block, not a
+    heading or a table row, and mostly letters (a command line or a formula is not prose)."""
+    fences = [m.start() for m in _FENCE.finditer(text)]
+    code = [(fences[i], fences[i + 1] + 3) for i in range(0, len(fences) - 1, 2)]
+    if len(fences) % 2:  # a block still open where the passage ends
+        code.append((fences[-1], len(text)))
+    out = []
+    for s in split_sentences(text):
+        if any(a < s.end and s.start < b for a, b in code) or s.text.startswith(("#", "|")):
+            continue
+        if sum(ch.isalpha() or ch.isspace() for ch in s.text) < 0.6 * len(s.text):
+            continue
+        out.append(s)
+    return out
+
+
 def _append(out: list[Sentence], text: str, start: int, end: int) -> None:
     while start < end and text[start].isspace():
         start += 1
