@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +29,10 @@ class Services:
     model: ChatModel | None = None
     _ask_slots: asyncio.Semaphore | None = field(default=None, repr=False)
     _memory_engine: Any = field(default=None, repr=False)
+    _agents: OrderedDict[str, AgentGraph] = field(default_factory=OrderedDict, repr=False)
+    _agents_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    MAX_CACHED_AGENTS = 64  # tenants whose agent stays built
 
     def memory_engine(self) -> Any:
         """One long-context engine (and its model) for the process, made on first use."""
@@ -45,6 +51,21 @@ class Services:
         return self._ask_slots
 
     def agent(self, tenant: str) -> AgentGraph:
+        """The tenant's agent, built once and reused: a run keeps its state in its own context,
+        so one compiled graph (and its reader's sentence cache) serves every question."""
+        with self._agents_lock:
+            agent = self._agents.get(tenant)
+            if agent is not None:
+                self._agents.move_to_end(tenant)
+                return agent
+        agent = self._build_agent(tenant)
+        with self._agents_lock:
+            agent = self._agents.setdefault(tenant, agent)
+            while len(self._agents) > self.MAX_CACHED_AGENTS:
+                self._agents.popitem(last=False)
+        return agent
+
+    def _build_agent(self, tenant: str) -> AgentGraph:
         executor = None
         if self.settings.service.node_executor == "celery" and self.celery is not None:
             from workers.executor import CeleryExecutor
