@@ -93,7 +93,7 @@ class AgentGraph:
         self.executor = executor or LocalExecutor(
             Searcher(library, self.settings.agents, self.reader, model, long_reader)
         )
-        self.writer = Writer(self.reader, model)
+        self.writer = Writer(self.reader, model, reorder=self.settings.agents.reorder)
         builder = StateGraph(RunState, context_schema=RunContext)
         builder.add_node("plan", self._plan)
         builder.add_node("execute", self._execute)

@@ -143,7 +143,7 @@ class Searcher:
 
     async def _read_with_model(self, task: NodeTask, queries: list[str], evidence: list[Evidence]) -> NodeResult:
         assert self.model is not None
-        ordered = reorder_for_reader(evidence)
+        ordered = reorder_for_reader(evidence) if self.settings.reorder else evidence
         try:
             completion = await self.model.complete(
                 prompts.reader_messages(task.question, task.parents, ordered), json_schema=prompts.READER_SCHEMA

@@ -68,10 +68,13 @@ class Checked:
 
 
 class Writer:
-    def __init__(self, reader: ExtractiveReader, model: ChatModel | None = None, max_passages: int = 12) -> None:
+    def __init__(
+        self, reader: ExtractiveReader, model: ChatModel | None = None, max_passages: int = 12, reorder: bool = True
+    ) -> None:
         self.reader = reader
         self.model = model
         self.max_passages = max_passages
+        self.reorder = reorder  # passages for a chat model: best first, second best last
 
     # composing ------------------------------------------------------------------------
     async def write(
@@ -87,7 +90,7 @@ class Writer:
         if not passages:
             await emit(AnswerToken(text=NOT_FOUND))
             return Draft(NOT_FOUND, [])
-        ordered = reorder_for_reader(passages)
+        ordered = reorder_for_reader(passages) if self.reorder else passages
         parts: list[str] = []
         usage = Usage()
         async for chunk in self.model.stream(prompts.writer_messages(question, nodes, ordered)):

@@ -138,6 +138,11 @@ class AgentSettings(_Section):
     hits_per_query: int = Field(6, ge=1, le=50, description="Hits retrieved per search query.")
     evidence_per_node: int = Field(6, ge=1, le=50, description="Passages a node reads.")
     answer_sentences: int = Field(3, ge=1, le=20, description="Extractive answer length, in sentences.")
+    reorder: bool = Field(
+        True,
+        description="Order the passages a chat model reads best first, second best last (Jin et al. 2024); "
+        "false keeps retrieval order.",
+    )
 
 
 class ServiceSettings(_Section):

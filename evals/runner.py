@@ -153,15 +153,18 @@ def default_out(settings: Settings) -> Path:
     return settings.storage.data_dir / "evals"
 
 
+def _with_agents(settings: Settings, **changes: object) -> Settings:
+    return settings.model_copy(update={"agents": settings.agents.model_copy(update=changes)})
+
+
 def ablation_notes(specs: list[SystemSpec], config: EvalConfig, settings: Settings) -> list[str]:
     """Where a switch asked for changes nothing, say so."""
     notes = []
     if any(not s.rerank for s in specs) and not settings.search.rerank_model:
         notes.append("no reranker is configured (search.rerank_model), so switching reranking off changes nothing")
-    if any(not s.reorder and s.base == "agent" for s in specs):
+    if config.reader != "llm" and any(not s.reorder and s.base == "agent" for s in specs):
         notes.append(
-            "the agent graph reorders passages only for a chat model and has no switch for it: "
-            "agent -no-reorder changes nothing"
+            "the agent reorders passages only for a chat model: with the extractive reader -no-reorder changes nothing"
         )
     if config.reader == "llm" and any(not s.reorder and s.base != "agent" for s in specs):
         notes.append("with a chat model the writer reorders its passages itself: -no-reorder changes nothing")
@@ -332,7 +335,8 @@ def build_systems(
             systems.append(SingleShot(spec.name, llama, reader, settings, spec.reorder, model))
         else:
             agent_library = library if spec.rerank or not settings.search.rerank_model else _without_reranker(library)
-            systems.append(AgentSystem(spec.name, agent_library, settings, model))
+            agent_settings = settings if spec.reorder else _with_agents(settings, reorder=False)
+            systems.append(AgentSystem(spec.name, agent_library, agent_settings, model))
     return systems
 
 

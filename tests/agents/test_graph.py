@@ -209,3 +209,27 @@ def test_research_report_numbers_citations_across_sections(library: Library, tmp
     assert 1 <= len(topical.sections) <= 3 and topical.topic == "Greek alphabet"
     with pytest.raises(ValueError):
         asyncio.run(researcher.run("facts"))
+
+
+def test_reordering_for_the_model_can_be_switched_off(library: Library) -> None:
+    import re
+
+    from retrieval.reorder import reorder_for_reader
+
+    plan = {"ops": [{"op": "add_node", "id": "a", "question": "Which letters begin the Greek alphabet?"}]}
+
+    def titles(model: ScriptedModel, role: str) -> list[str]:
+        user = next(u for r, u in model.calls if r == role)
+        return re.findall(r"^\[\d+\] (.+?) \(", user, flags=re.MULTILINE)
+
+    runs = {}
+    for reorder in (True, False):
+        model = ScriptedModel(plan, {"Which letters begin the Greek alphabet?": "Alpha and Beta"})
+        _run(_agent(library, model, reorder=reorder), "Which letters begin the Greek alphabet?")
+        runs[reorder] = {role: titles(model, role) for role in ("read", "write")}
+    for role in ("read", "write"):
+        in_rank_order = runs[False][role]
+        assert len(in_rank_order) >= 3
+        # on: best first, second best last (Jin et al. 2024); off: the order retrieval gave
+        assert runs[True][role] == reorder_for_reader(in_rank_order)
+        assert runs[True][role] != in_rank_order
