@@ -119,7 +119,7 @@ class LLMSettings(_Section):
     timeout_s: float = Field(120.0, gt=0, le=3600, description="Per-request timeout.")
     max_retries: int = Field(4, ge=0, le=20, description="Retries on timeouts, 429 and 5xx, with backoff.")
     max_tokens: int = Field(512, ge=1, le=32768, description="Default completion budget.")
-    temperature: float = Field(0.0, ge=0, le=2)
+    temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature; 0 is greedy.")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Device of in-process models.")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="In-process weights.")
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vLLM's share of GPU memory.")
