@@ -141,9 +141,16 @@ def stop_live(live: Live) -> None:
     live._thread.join(timeout=20)  # type: ignore[attr-defined]
 
 
+def live_service(tmp_path_factory: pytest.TempPathFactory, name: str, redis_url: str) -> Iterator[Live]:
+    """A live service for a fixture to yield from: started on a Redis database of its own."""
+    redis_or_skip(redis_url)
+    service = start_live(tmp_path_factory.mktemp(name), redis_url)
+    try:
+        yield service
+    finally:
+        stop_live(service)
+
+
 @pytest.fixture(scope="package")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    redis_or_skip(REDIS_URL)
-    service = start_live(tmp_path_factory.mktemp("service"), REDIS_URL)
-    yield service
-    stop_live(service)
+    yield from live_service(tmp_path_factory, "service", REDIS_URL)

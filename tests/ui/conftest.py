@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import ADMIN, Live, redis_or_skip, start_live, stop_live
+from tests.api.conftest import ADMIN, Live, live_service
 
 CHROMIUM = os.environ.get("QUARRY_TEST_CHROMIUM", "/usr/bin/chromium")
 # Without the networking flags Chromium keeps trying to reach Google's hosts, which a closed
@@ -52,10 +52,7 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="package")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    redis_or_skip(REDIS_URL)
-    service = start_live(tmp_path_factory.mktemp("ui-service"), REDIS_URL)
-    yield service
-    stop_live(service)
+    yield from live_service(tmp_path_factory, "ui-service", REDIS_URL)
 
 
 @pytest.fixture
