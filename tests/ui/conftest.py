@@ -36,7 +36,7 @@ def _required(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # Playwright's sync API holds an event loop: stop it when the UI tests end
 def browser() -> Iterator[Any]:
     if not os.access(CHROMIUM, os.X_OK):
         _required(f"no chromium at {CHROMIUM}")
