@@ -70,9 +70,12 @@ def stream_reply(deltas: list[str], prompt_tokens: int = 10, cached: int | None 
 
 
 class ScriptedOpenAI:
-    """Serves POST /v1/chat/completions from `replies` in order and records each request."""
+    """Serves POST /v1/chat/completions from `replies` in order and records each request; or,
+    given a `model` (a ScriptedModel), answers each request by its role, as a planning model
+    behind a real endpoint does (for the service and the UI end to end)."""
 
-    def __init__(self) -> None:
+    def __init__(self, model: Any = None) -> None:
+        self.model = model
         self.replies: deque[Reply] = deque()
         self.received: list[Received] = []
         self.app = FastAPI()
@@ -92,6 +95,8 @@ class ScriptedOpenAI:
 
     async def _handle(self, request: Request) -> Response:
         self.received.append(Received(headers=dict(request.headers), body=await request.json()))
+        if self.model is not None:
+            return await self._from_model(self.received[-1].body)
         if not self.replies:
             return JSONResponse({"error": {"message": "no scripted reply left"}}, status_code=500)
         reply = self.replies.popleft()
@@ -108,6 +113,23 @@ class ScriptedOpenAI:
                 await asyncio.sleep(0.001)
 
         return StreamingResponse(sse(), media_type="text/event-stream", headers=reply.headers)
+
+    async def _from_model(self, body: dict[str, Any]) -> Response:
+        from agents.llm.base import Message
+
+        messages = [Message(role=m["role"], content=m["content"]) for m in body["messages"]]
+        if not body.get("stream"):
+            completion = await self.model.complete(messages)
+            return JSONResponse(chat_reply(completion.text).body)
+        deltas = [chunk.delta async for chunk in self.model.stream(messages) if chunk.delta]
+
+        async def sse() -> AsyncIterator[bytes]:
+            for event in stream_reply(deltas).events or []:
+                data = event if isinstance(event, str) else json.dumps(event)
+                yield f"data: {data}\n\n".encode()
+                await asyncio.sleep(0.05)  # a model writes at its own pace
+
+        return StreamingResponse(sse(), media_type="text/event-stream")
 
     def start(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

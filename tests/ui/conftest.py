@@ -5,13 +5,15 @@ Screenshots go to test-artifacts/ui/."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.api.conftest import ADMIN, Live, live_service
+from tests.api.conftest import ADMIN, Live, free_port, live_service
 
 CHROMIUM = os.environ.get("QUARRY_TEST_CHROMIUM", "/usr/bin/chromium")
 # Without the networking flags Chromium keeps trying to reach Google's hosts, which a closed
@@ -94,3 +96,34 @@ def open_ui(page: Any, live: Live, key: str = ADMIN, view: str = "") -> None:
     page.fill("#key-input", key)
     page.press("#key-input", "Enter")
     page.wait_for_selector("#key-dialog", state="hidden")
+
+
+class ApiOnly:
+    """The API alone (no worker) on a port of its own, for what needs no ingestion job."""
+
+    def __init__(self, settings: Any) -> None:
+        import uvicorn
+
+        from api.app import create_app
+
+        self.url = f"http://127.0.0.1:{settings.service.port}"
+        self.server = uvicorn.Server(
+            uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.service.port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.time() + 120
+        while not self.server.started and time.time() < deadline:
+            time.sleep(0.1)
+        assert self.server.started, "the API did not start"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def api_settings(tmp: Path, **sections: Any) -> Any:
+    from tests.conftest import make_settings
+
+    service = {"admin_key": ADMIN, "port": free_port(), **sections.pop("service", {})}
+    return make_settings(tmp, service=service, **sections)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import base64
 import re
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.api.conftest import ADMIN, Live, free_port
-from tests.ui.conftest import ARTIFACTS, open_ui, shot
+from tests.api.conftest import ADMIN, Live
+from tests.ui.conftest import ARTIFACTS, ApiOnly, api_settings, open_ui, shot
 
 BASALT = """# Basalt
 
@@ -223,30 +221,16 @@ def test_documents_and_collections_are_deleted_from_the_ui(page: Any, live: Live
         assert api.get("/v1/collections/scratch").status_code == 404
 
 
-def test_a_refused_key_and_an_unreachable_service_get_clear_errors(browser: Any, live: Live, tmp_path: Path) -> None:
-    import uvicorn
-
-    from api.app import create_app
-    from tests.conftest import make_settings
-
-    # a service of its own, stopped halfway through the test
-    port = free_port()
-    redis_url = live.env["QUARRY_SERVICE__REDIS_URL"]
-    settings = make_settings(tmp_path, service={"admin_key": ADMIN, "port": port, "redis_url": redis_url})
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while not server.started and time.time() < deadline:
-        time.sleep(0.2)
+def test_a_refused_key_and_an_unreachable_service_get_clear_errors(browser: Any, tmp_path: Path) -> None:
     import httpx
 
-    httpx.post(f"{url}/v1/collections", json={"name": "notes"}, headers={"Authorization": f"Bearer {ADMIN}"})
+    # a service of its own, stopped halfway through the test
+    service = ApiOnly(api_settings(tmp_path))
+    httpx.post(f"{service.url}/v1/collections", json={"name": "notes"}, headers={"Authorization": f"Bearer {ADMIN}"})
     context = browser.new_context(viewport={"width": 1200, "height": 800})
     page = context.new_page()
     try:
-        page.goto(url + "/")
+        page.goto(service.url + "/")
         page.fill("#key-input", "qk_not_a_real_key")
         page.press("#key-input", "Enter")
         error = page.wait_for_selector("#key-dialog[open] #key-error:not([hidden])")
@@ -257,8 +241,7 @@ def test_a_refused_key_and_an_unreachable_service_get_clear_errors(browser: Any,
         page.wait_for_selector("#key-dialog", state="hidden")
         assert page.evaluate("sessionStorage.getItem('quarry.key')") == ADMIN
 
-        server.should_exit = True
-        thread.join(timeout=30)
+        service.stop()
         page.fill("#question", "Is anyone there?")
         page.keyboard.press("Enter")
         failed = page.wait_for_selector("li.msg.bot[data-status=error] .error")
@@ -267,8 +250,112 @@ def test_a_refused_key_and_an_unreachable_service_get_clear_errors(browser: Any,
         page.wait_for_selector("#health.down >> text=unreachable")
         shot(page, "13-unreachable")
     finally:
-        server.should_exit = True
+        service.stop()
         context.close()
+
+
+WATCH_PLAN = """() => {
+    window.__plan = { counts: [], running: false, textWhileStreaming: 0 };
+    const look = () => {
+        const bot = document.querySelector("li.msg.bot[data-status=streaming]");
+        if (!bot) return;
+        const seen = window.__plan;
+        const count = document.querySelectorAll("#plan-graph [data-node]").length;
+        if (count && seen.counts[seen.counts.length - 1] !== count) seen.counts.push(count);
+        if (document.querySelector("#plan-graph [data-state=running]")) seen.running = true;
+        const text = bot.querySelector(".answer").textContent.replace(/Planning…|Searching…/g, "").trim();
+        seen.textWhileStreaming = Math.max(seen.textWhileStreaming, text.length);
+    };
+    new MutationObserver(look).observe(document.body, { subtree: true, childList: true, characterData: true,
+        attributes: true });
+}"""
+
+LANDMARKS = {
+    "Eiffel Tower": "The Eiffel Tower is a wrought-iron lattice tower in Paris. It was completed in 1889.",
+    "Big Ben": "Big Ben is the nickname of the Great Bell of the clock at Westminster. It was completed in 1859.",
+}
+
+
+def test_with_a_model_the_plan_grows_live_and_the_answer_streams(browser: Any, tmp_path: Path) -> None:
+    """A planning model behind a real OpenAI-compatible endpoint (scripted, as an external model
+    may be in tests): the planner adds a node after the first ones finish, nodes run for a while,
+    and the writer's answer streams in pieces."""
+    from retrieval.library import Library
+    from retrieval.loaders import text_document
+    from tests.agents.scripted import ScriptedModel
+    from tests.agents.scripted_openai import ScriptedOpenAI
+
+    plan = {
+        "ops": [
+            {"op": "add_node", "id": "a", "question": "When was the Eiffel Tower completed?", "parents": []},
+            {"op": "add_node", "id": "b", "question": "When was Big Ben completed?", "parents": []},
+            {"op": "add_node", "id": "c", "question": "Which was completed first?", "parents": ["a", "b"]},
+        ]
+    }
+    extensions = iter([[{"op": "add_node", "id": "d", "question": "How many years apart?", "parents": ["c"]}]])
+    model = ScriptedModel(
+        plan,
+        {
+            "When was the Eiffel Tower completed?": "1889",
+            "When was Big Ben completed?": "1859",
+            "Which was completed first?": "Big Ben",
+            "How many years apart?": "30 years",
+        },
+        writer="Big Ben was completed first, in 1859 [2], thirty years before the Eiffel Tower in 1889 [1].",
+        extend=lambda _user: {"ops": next(extensions, [{"op": "finish"}])},
+        delays={
+            "When was the Eiffel Tower completed?": 1.0,
+            "When was Big Ben completed?": 1.6,
+            "Which was completed first?": 0.8,
+            "How many years apart?": 0.8,
+        },
+    )
+    endpoint = ScriptedOpenAI(model)
+    endpoint.start()
+    llm = {"backend": "openai", "model": "scripted", "base_url": endpoint.base_url, "max_retries": 0}
+    settings = api_settings(tmp_path, llm=llm)
+    library = Library(settings)
+    library.ingest_documents("landmarks", [text_document(t, name=f"{k}.md", title=k) for k, t in LANDMARKS.items()])
+    library.close()
+    service = ApiOnly(settings)
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    page = context.new_page()
+    try:
+        page.goto(service.url + "/#key=" + ADMIN)  # the link `make run` prints
+        page.wait_for_selector("#collection-picker option[value=landmarks]", state="attached")
+        page.evaluate(WATCH_PLAN)
+        page.fill("#question", "Which was completed first, the Eiffel Tower or Big Ben?")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#plan-graph [data-state=running]")
+        shot(page, "15-plan-running")
+        page.wait_for_selector("li.msg.bot[data-status=done]", timeout=60_000)
+        seen = page.evaluate("window.__plan")
+        counts = seen["counts"]
+        assert 3 in counts and counts[-1] == 4 and counts.index(3) < counts.index(4), counts  # the graph grew
+        assert seen["running"] and seen["textWhileStreaming"] > 0, seen
+        states = page.eval_on_selector_all("#plan-graph [data-node]", "els => els.map(e => e.dataset.state)")
+        assert states == ["done"] * 4
+        edges = page.eval_on_selector_all("#plan-graph path.edge", "els => els.map(e => e.dataset.edge).sort()")
+        assert edges == ["a->c", "b->c", "c->d"]
+        # three layers do not fit the side panel across, so they run top to bottom, all in view
+        assert page.get_attribute("#plan-graph svg", "data-orientation") == "down"
+        box = page.locator("#plan-graph").bounding_box()
+        for node in page.locator("#plan-graph [data-node] rect").all():
+            r = node.bounding_box()
+            assert box and r and box["x"] <= r["x"] and r["x"] + r["width"] <= box["x"] + box["width"]
+        answer = page.inner_text("li.msg.bot .answer")
+        assert answer.startswith("Big Ben was completed first")
+        assert page.locator("li.msg.bot .answer a.cite").count() == 2
+        assert "Extractive" not in answer
+        page.click("#plan-graph [data-node=d]")
+        assert "30 years" in page.inner_text("#node-detail")
+        page.locator("li.msg.bot .answer a.cite").first.click()
+        assert "1859" in page.inner_text("#source-panel mark.passage, #source-panel mark.span")
+        shot(page, "16-plan-grown")
+    finally:
+        context.close()
+        service.stop()
+        endpoint.stop()
 
 
 def test_the_plan_graph_stays_readable_from_1_to_30_nodes(page: Any, live: Live) -> None:
@@ -288,7 +375,12 @@ def test_the_plan_graph_stays_readable_from_1_to_30_nodes(page: Any, live: Live)
                                  question: `Sub-question ${i}: which basalt samples from site ${i} were dated?` });
                 }
                 const edges = nodes.flatMap((n) => n.parents.map((p) => [p, n.id]));
-                const box = document.querySelector("#plan-graph");
+                // a box like the plan's, beside it, so the page's own redraws leave it alone
+                document.querySelector("#graph-probe")?.remove();
+                const box = document.createElement("div");
+                box.id = "graph-probe";
+                box.className = "graph";
+                document.querySelector("#plan-graph").after(box);
                 renderGraph(box, { nodes, edges }, { selected: null, onSelect: () => {} });
                 const rects = [...box.querySelectorAll("[data-node] rect")].map((r) => r.getBoundingClientRect());
                 const fonts = [...box.querySelectorAll("[data-node] text")]
@@ -314,9 +406,9 @@ def test_the_plan_graph_stays_readable_from_1_to_30_nodes(page: Any, live: Live)
                 apart = a[0] + a[2] <= b[0] or b[0] + b[2] <= a[0] or a[1] + a[3] <= b[1] or b[1] + b[3] <= a[1]
                 assert apart, f"nodes overlap: {a} {b}"
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        page.locator("#plan-graph").screenshot(path=str(ARTIFACTS / f"14-graph-{count}-nodes.png"))  # as it opens
+        page.locator("#graph-probe").screenshot(path=str(ARTIFACTS / f"14-graph-{count}-nodes.png"))  # as it opens
         page.evaluate(
-            """() => { for (const el of [document.querySelector('#plan-graph'), document.querySelector('#side')]) {
+            """() => { for (const el of [document.querySelector('#graph-probe'), document.querySelector('#side')]) {
                 el.style.maxHeight = 'none'; el.style.overflow = 'visible'; } }"""
         )
-        page.locator("#plan-graph svg").screenshot(path=str(ARTIFACTS / f"14-graph-{count}-nodes-whole.png"))
+        page.locator("#graph-probe svg").screenshot(path=str(ARTIFACTS / f"14-graph-{count}-nodes-whole.png"))

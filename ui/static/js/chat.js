@@ -312,6 +312,11 @@ export function initChat(currentCollection) {
     }
   });
   $("#stop-button").addEventListener("click", () => chat.controller?.abort());
+  let resizing = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizing);
+    resizing = setTimeout(redrawPlan, 150);
+  });
   $("#clear-chat").addEventListener("click", () => {
     chat.controller?.abort();
     chat.messages = [];
@@ -323,6 +328,11 @@ export function initChat(currentCollection) {
     closeSource();
     input.focus();
   });
+}
+
+// Draw the plan again for the box's current size (the view was hidden, or the window resized).
+export function redrawPlan() {
+  if (!$("#view-chat").hidden) renderPlan();
 }
 
 export function closeDetails() {

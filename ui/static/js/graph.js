@@ -1,13 +1,15 @@
-// The plan graph as SVG: columns by depth (longest path from a root), nodes ordered in a
-// column by their parents' rows to keep edges short, state as colour plus a word (so it
-// does not depend on colour alone). Natural size inside a scrolling box, so 30 nodes stay
-// readable; each node is a focusable button.
+// The plan graph as SVG: layers by depth (longest path from a root), nodes ordered in a
+// layer by their parents' places to keep edges short, state as colour plus a word (so it
+// does not depend on colour alone). Layers run left to right, or top to bottom where that
+// fits the box and left to right does not (a deep, narrow plan in a narrow panel). Natural
+// size inside a scrolling box, so 30 nodes stay readable; each node is a focusable button.
 
 const NS = "http://www.w3.org/2000/svg";
 const W = 210; // node width
 const H = 60; // node height
-const GX = 54; // gap between columns
-const GY = 14; // gap between rows
+const GX = 54; // gap between layers, left to right
+const GY = 14; // gap between nodes of a layer
+const GV = 34; // gap between layers, top to bottom
 const PAD = 10;
 const CHARS = 31; // characters per line of a node's question at the node's font size
 const CENTRE_UP_TO = 6; // rows in the tallest column up to which columns are centred
@@ -43,8 +45,9 @@ function wrap(text, lines = 2) {
   return out;
 }
 
-// Column of each node: 0 for roots, else one more than its deepest parent.
-export function layout(nodes, edges) {
+// Layer of each node: 0 for roots, else one more than its deepest parent. `vertical`: layers
+// are rows (top to bottom) instead of columns.
+export function layout(nodes, edges, vertical = false) {
   const ids = new Set(nodes.map((n) => n.id));
   const parents = new Map(nodes.map((n) => [n.id, new Set((n.parents || []).filter((p) => ids.has(p)))]));
   for (const [a, b] of edges || []) if (ids.has(a) && ids.has(b)) parents.get(b).add(a);
@@ -75,19 +78,46 @@ export function layout(nodes, edges) {
     ids_.forEach((id, r) => row.set(id, r));
   });
   const tallest = Math.max(...columns.map((c) => c.length));
+  const pos = new Map();
+  if (vertical) {
+    columns.forEach((ids_, c) => {
+      const offset = ((tallest - ids_.length) * (W + GY)) / 2;
+      ids_.forEach((id, r) => pos.set(id, { x: PAD + offset + r * (W + GY), y: PAD + c * (H + GV) }));
+    });
+    return {
+      pos, parents, vertical,
+      width: PAD * 2 + tallest * W + (tallest - 1) * GY,
+      height: PAD * 2 + columns.length * H + (columns.length - 1) * GV,
+    };
+  }
   // short graphs are centred column by column; tall ones start at the top, where the box opens
   const centre = tallest <= CENTRE_UP_TO;
-  const pos = new Map();
   columns.forEach((ids_, c) => {
     const offset = centre ? ((tallest - ids_.length) * (H + GY)) / 2 : 0;
     ids_.forEach((id, r) => pos.set(id, { x: PAD + c * (W + GX), y: PAD + offset + r * (H + GY) }));
   });
   return {
-    pos,
-    parents,
+    pos, parents, vertical,
     width: PAD * 2 + columns.length * W + (columns.length - 1) * GX,
     height: PAD * 2 + tallest * H + (tallest - 1) * GY,
   };
+}
+
+// Left to right unless only top to bottom fits the box's width.
+function fitted(nodes, edges, available) {
+  const across = layout(nodes, edges);
+  if (!available || across.width <= available) return across;
+  const down = layout(nodes, edges, true);
+  return down.width <= available || down.width < across.width ? down : across;
+}
+
+function edgePath(a, b, vertical) {
+  if (vertical) {
+    const [x1, y1, x2, y2] = [a.x + W / 2, a.y + H, b.x + W / 2, b.y - 2];
+    return `M${x1},${y1} C${x1},${y1 + GV / 2} ${x2},${y2 - GV / 2} ${x2},${y2}`;
+  }
+  const [x1, y1, x2, y2] = [a.x + W, a.y + H / 2, b.x - 2, b.y + H / 2];
+  return `M${x1},${y1} C${x1 + GX / 2},${y1} ${x2 - GX / 2},${y2} ${x2},${y2}`;
 }
 
 export function renderGraph(container, plan, { selected, onSelect }) {
@@ -101,9 +131,10 @@ export function renderGraph(container, plan, { selected, onSelect }) {
     return;
   }
   const focused = document.activeElement?.closest?.("[data-node]")?.dataset.node;
-  const { pos, parents, width, height } = layout(nodes, plan.edges);
+  const { pos, parents, width, height, vertical } = fitted(nodes, plan.edges, container.clientWidth - 8);
   const svg = el("svg", {
     width, height, viewBox: `0 0 ${width} ${height}`, role: "group", "aria-label": `Plan with ${nodes.length} nodes`,
+    "data-orientation": vertical ? "down" : "across",
   });
   const defs = el("defs");
   const marker = el("marker", {
@@ -114,14 +145,8 @@ export function renderGraph(container, plan, { selected, onSelect }) {
   svg.append(defs);
   for (const n of nodes) {
     for (const p of parents.get(n.id)) {
-      const a = pos.get(p);
-      const b = pos.get(n.id);
-      const x1 = a.x + W;
-      const y1 = a.y + H / 2;
-      const x2 = b.x - 2;
-      const y2 = b.y + H / 2;
       svg.append(el("path", {
-        class: "edge", d: `M${x1},${y1} C${x1 + GX / 2},${y1} ${x2 - GX / 2},${y2} ${x2},${y2}`,
+        class: "edge", d: edgePath(pos.get(p), pos.get(n.id), vertical),
         "marker-end": "url(#arrow)", "data-edge": `${p}->${n.id}`,
       }));
     }

@@ -1,7 +1,7 @@
 // The page: tabs, the collection picker, the API key, service health and errors.
 
 import { events, getKey, setKey } from "./api.js";
-import { closeDetails, initChat } from "./chat.js";
+import { closeDetails, initChat, redrawPlan } from "./chat.js";
 import { initCollections, loadCollections, loadDocuments, showCollections } from "./collections.js";
 import { $, clear, h } from "./dom.js";
 import { closeAnySource, initSources } from "./passage.js";
@@ -142,6 +142,7 @@ function show(name, focus = false) {
   history.replaceState(null, "", `#${name}`);
   if (name === "collections") showCollections();
   if (name === "research") showResearch();
+  if (name === "chat") redrawPlan();
   if (name === "chat" && !focus) $("#question").focus({ preventScroll: true });
 }
 
