@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -75,7 +75,7 @@ class AnswerOut(BaseModel):
 
 class ResearchCreate(_In):
     collection: str = Field(min_length=1, max_length=64)
-    questions: list[str] | None = Field(None, min_length=1, max_length=50)
+    questions: list[Annotated[str, Field(max_length=4000)]] | None = Field(None, min_length=1, max_length=50)
     topic: str | None = Field(None, min_length=1, max_length=1000)
     sections: int = Field(5, ge=1, le=12, description="Sections planned for a topic.")
 

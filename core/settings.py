@@ -104,7 +104,9 @@ class SearchSettings(_Section):
     dedup_threshold: float = Field(
         0.97, ge=0.5, le=1.0, description="Cosine similarity above which a hit counts as a near-duplicate."
     )
-    max_query_chars: int = Field(4000, ge=1, description="Longer queries are refused.")
+    max_query_chars: int = Field(
+        4000, ge=1, le=4000, description="Longer queries (and questions) are refused with a clear error."
+    )
 
 
 class LLMSettings(_Section):

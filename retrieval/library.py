@@ -78,9 +78,15 @@ class Library:
         return infos
 
     def delete_collection(self, name: str) -> None:
-        collection_id = self.store.delete_collection(validate_collection_name(name), self.tenant)
-        self._indexes.pop(collection_id, None)
-        shutil.rmtree(self._index_dir(collection_id), ignore_errors=True)
+        """Delete a collection with its documents and index files. Waits for the collection's
+        writer lock, so an ingest or delete running on it finishes first and none writes into
+        it afterwards (an ingest waiting for the lock then finds the collection gone)."""
+        row = self.store.collection(validate_collection_name(name), self.tenant)
+        index = self._index(row.id, reconcile=False)
+        with index.write_lock():
+            collection_id = self.store.delete_collection(row.name, self.tenant)
+            self._indexes.pop(collection_id, None)
+            shutil.rmtree(self._index_dir(collection_id), ignore_errors=True)
 
     def documents(self, name: str) -> list[DocumentInfo]:
         return self.store.documents(self.collection(name).id)
@@ -136,6 +142,12 @@ class Library:
             row = self.collection(name)
         index = self._index(row.id, reconcile=False)
         with index.write_lock():
+            try:  # deleted while this ingest waited for the lock?
+                still = self.store.collection(row.name, self.tenant)
+            except CollectionNotFoundError:
+                still = None
+            if still is None or still.id != row.id:
+                raise CollectionNotFoundError(f"collection {name!r} was deleted before this ingest could start")
             index.refresh()
             self._sync(index, row.id, locked=True)
             ingestor = Ingestor(self.store, self.embedder, self.chunker, self.settings.ingest, track_status=track)

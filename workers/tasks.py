@@ -4,6 +4,7 @@ library or the agent graph. Retries only for named transient errors."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import tempfile
@@ -26,6 +27,7 @@ from core.types import Answer
 from workers.jobs import JobCancelledError, JobStatus, JobStore
 
 TRANSIENT = (OperationalError, RedisConnectionError, ConnectionError)
+log = logging.getLogger("quarry.workers")
 
 
 class Runtime:
@@ -115,6 +117,12 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         except QuarryError as exc:
             jobs.finish(job_id, JobStatus.FAILED, error=str(exc))
             return "failed"
+        except TRANSIENT:
+            raise  # the task is retried
+        except Exception as exc:  # a bug, not a passing fault: running it again would fail again
+            log.exception("job %s failed", job_id)
+            jobs.finish(job_id, JobStatus.FAILED, error=f"internal error ({type(exc).__name__}): {exc}"[:2000])
+            return "failed"
         jobs.finish(job_id, JobStatus.SUCCEEDED, result=result)
         return "succeeded"
 
@@ -138,7 +146,8 @@ def register_tasks(app: Celery, settings: Settings) -> None:
                 from retrieval.loaders import text_document
 
                 docs = [text_document(d["text"], d["name"], d.get("title")) for d in job.params["documents"]]
-                report = library.ingest_documents(job.collection, docs, progress, track_status=True)
+                # the API made the collection when it accepted the job: one deleted since stays deleted
+                report = library.ingest_documents(job.collection, docs, progress, create=False, track_status=True)
             else:
                 with tempfile.TemporaryDirectory(prefix="quarry-upload-") as tmp:
                     files = []
@@ -146,7 +155,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
                         path = Path(tmp) / f"{i}{Path(source).suffix}"  # our own name, never the client's
                         path.write_bytes(data)
                         files.append((path, source))
-                    report = library.ingest_files(job.collection, files, progress)
+                    report = library.ingest_files(job.collection, files, progress, create=False)
             runtime.jobs.drop_uploads(job.id)
             if job.collection in settings.memory.precompute_collections and settings.llm.backend == "hf":
                 changed = set(report.added) | set(report.replaced)

@@ -89,6 +89,15 @@ def test_search_ask_and_stream(live: Live, kb: str) -> None:
         assert {"node_started", "node_evidence", "node_answer", "token", "citations"} <= set(kinds)
         assert events[-1]["answer"]["citations"][0]["document"] == "report.pdf"
         assert c.post("/v1/collections/nope/ask/stream", json={"question": "x?"}).status_code == 404
+        # a long question (a pasted paragraph) is answered; one past search.max_query_chars gets a clear 400
+        long = "Considering everything in these notes about animals and drinks, " * 15 + "what is green tea made from?"
+        assert 900 < len(long) < 4000
+        answer = c.post("/v1/collections/kb/ask", json={"question": long})
+        assert answer.status_code == 200 and answer.json()["citations"]
+        with c.stream("POST", "/v1/collections/kb/ask/stream", json={"question": long}) as r:
+            assert r.status_code == 200 and "event: done" in list(r.iter_lines())
+        too_long = c.post("/v1/collections/kb/ask/stream", json={"question": "why? " * 1000})
+        assert too_long.status_code == 400 and "the limit is 4000" in too_long.json()["detail"]
 
 
 @pytest.mark.parametrize(

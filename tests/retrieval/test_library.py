@@ -213,6 +213,37 @@ def test_delete_collection_removes_its_indexes(library: Library) -> None:
         library.documents("kb")
 
 
+def test_deleting_a_collection_waits_for_its_writer_and_no_ingest_brings_it_back(library: Library) -> None:
+    import threading
+    import time
+
+    library.ingest_documents("kb", [text_document("Basalt is a volcanic rock.", name="basalt.md")])
+    index = library._index(library.collection("kb").id, reconcile=False)
+    outcome: dict[str, object] = {}
+
+    def ingest() -> None:  # an upload job: the API made the collection, the worker must not re-create it
+        try:
+            outcome["ingest"] = library.ingest_documents(
+                "kb", [text_document("Obsidian is volcanic glass.", name="obsidian.md")], create=False
+            )
+        except CollectionNotFoundError as exc:
+            outcome["ingest"] = exc
+
+    with index.write_lock():  # an ingest is running
+        deleter = threading.Thread(target=lambda: library.delete_collection("kb"))
+        waiting = threading.Thread(target=ingest)
+        deleter.start()
+        waiting.start()
+        time.sleep(0.5)
+        assert deleter.is_alive() and library.documents("kb")  # the delete waits for the writer
+    deleter.join(30)
+    waiting.join(30)
+    assert "kb" not in [c.name for c in library.collections()]  # deleted, and it stays deleted
+    assert isinstance(outcome["ingest"], CollectionNotFoundError) or "obsidian.md" in outcome["ingest"].added
+    with pytest.raises(CollectionNotFoundError):
+        library.ingest_documents("kb", [text_document("Pumice floats.", name="pumice.md")], create=False)
+
+
 def test_approximate_index_past_threshold(tmp_path: Path, embedder: SentenceEmbedder) -> None:
     settings = make_settings(tmp_path, index={"approximate_threshold": 1000}, ingest={"batch_chunks": 4096})
     lib = Library(settings, embedder=embedder)
