@@ -231,6 +231,11 @@ def test_a_refused_key_and_an_unreachable_service_get_clear_errors(browser: Any,
     page = context.new_page()
     try:
         page.goto(service.url + "/")
+        page.click("#key-cancel")  # no key yet: asking says so and opens the key dialog
+        page.fill("#question", "Anything?")
+        page.keyboard.press("Enter")
+        assert "Enter an API key first" in page.inner_text("li.msg.bot .error")
+        page.wait_for_selector("#key-dialog[open]")
         page.fill("#key-input", "qk_not_a_real_key")
         page.press("#key-input", "Enter")
         error = page.wait_for_selector("#key-dialog[open] #key-error:not([hidden])")
@@ -244,7 +249,8 @@ def test_a_refused_key_and_an_unreachable_service_get_clear_errors(browser: Any,
         service.stop()
         page.fill("#question", "Is anyone there?")
         page.keyboard.press("Enter")
-        failed = page.wait_for_selector("li.msg.bot[data-status=error] .error")
+        failed = page.locator("li.msg.bot[data-status=error] .error").nth(1)
+        failed.wait_for()
         assert "Cannot reach the Quarry service" in failed.inner_text()
         assert "Cannot reach" in page.inner_text("#banner")
         page.wait_for_selector("#health.down >> text=unreachable")
@@ -371,8 +377,10 @@ def test_the_plan_graph_stays_readable_from_1_to_30_nodes(page: Any, live: Live)
                 for (let i = 2; i <= count; i++) {
                     const parent = i <= 9 ? "n1" : `n${2 + ((i - 10) % 8)}`;
                     const parents = i === count && count > 2 ? ["n2", "n3", "n4", "n5"] : [parent];
+                    const wide = i % 3 === 0; // capitals and long words are wider than average text
                     nodes.push({ id: `n${i}`, parents, state: states[i % states.length],
-                                 question: `Sub-question ${i}: which basalt samples from site ${i} were dated?` });
+                                 question: wide ? `WHICH MUSEUMS HOLD WORKS BY MICHELANGELO ${i} AND WHO OWNS THEM?`
+                                     : `Sub-question ${i}: which basalt samples from site ${i} were dated?` });
                 }
                 const edges = nodes.flatMap((n) => n.parents.map((p) => [p, n.id]));
                 // a box like the plan's, beside it, so the page's own redraws leave it alone
@@ -392,6 +400,10 @@ def test_the_plan_graph_stays_readable_from_1_to_30_nodes(page: Any, live: Live)
                     rects: rects.map((r) => [r.x, r.y, r.width, r.height]),
                     minFont: Math.min(...fonts),
                     labels: [...box.querySelectorAll("[data-node] text.q")].map((t) => t.textContent),
+                    overflowing: [...box.querySelectorAll("[data-node]")].filter((g) => {
+                        const text = g.querySelector("text.q").getBBox();
+                        return text.x + text.width > g.querySelector("rect").getBBox().width - 4;
+                    }).length,
                 };
             }""",
             count,
@@ -399,6 +411,7 @@ def test_the_plan_graph_stays_readable_from_1_to_30_nodes(page: Any, live: Live)
         assert layout["nodes"] == count and layout["edges"] == layout["expectedEdges"]
         assert layout["minFont"] >= 11  # drawn at natural size (the box scrolls), never shrunk to fit
         assert all(label.strip() for label in layout["labels"])
+        assert layout["overflowing"] == 0  # questions wrap to the node's width, however wide their letters
         rects = layout["rects"]
         for i, a in enumerate(rects):
             assert a[2] >= 150 and a[3] >= 40

@@ -143,8 +143,9 @@ export function upload(collection, file, onProgress) {
     };
     xhr.onload = () => {
       if (xhr.status >= 200 && xhr.status < 300) return resolve(xhr.response);
-      if (xhr.status === 401) events.dispatchEvent(new CustomEvent("auth", { detail: "refused" }));
-      reject(new ApiError(xhr.status, describe(xhr.status, xhr.response, xhr.statusText)));
+      const error = new ApiError(xhr.status, describe(xhr.status, xhr.response, xhr.statusText));
+      if (xhr.status === 401) events.dispatchEvent(new CustomEvent("auth", { detail: error.message }));
+      reject(error);
     };
     const form = new FormData();
     form.append("files", file, file.name);

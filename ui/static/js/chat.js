@@ -1,7 +1,7 @@
 // Chat: ask, stream the answer and the plan, open citations and plan nodes. The
 // conversation is kept in this tab's session storage, so a reload keeps it.
 
-import { enc, stream } from "./api.js";
+import { enc, events, getKey, stream } from "./api.js";
 import { $, announce, clear, cited, copy, h, keepFocus } from "./dom.js";
 import { renderGraph, STATE_LABEL } from "./graph.js";
 import { closeAnySource, closeSource, openSource } from "./passage.js";
@@ -243,9 +243,12 @@ function onEvent(m, i, type, data) {
 
 async function ask(question) {
   const collection = chat.collection();
-  if (!collection) {
-    const m = { question, collection: "—", status: "error", text: "", plan: { nodes: [], edges: [] }, extras: {},
-      error: "Pick a collection first (or create one under Collections)." };
+  if (!getKey() || !collection) {
+    const error = getKey() ? "Pick a collection first (or create one under Collections)."
+      : "Enter an API key first (the API key button, top right).";
+    if (!getKey()) events.dispatchEvent(new CustomEvent("auth", { detail: "Enter an API key to ask questions." }));
+    const m = { question, collection: collection || "—", status: "error", text: "", plan: { nodes: [], edges: [] },
+      extras: {}, error };
     chat.messages.push(m);
     renderMessages();
     return;

@@ -45,16 +45,27 @@ function renderCollections() {
       dataset: { key: `pick-${c.name}` }, onclick: () => view.select(c.name) },
     h("strong", {}, c.name), h("span", { class: "muted" }, ` ${plural(c.document_count, "document")} · ${plural(c.chunk_count, "chunk")}`)),
     h("button", { type: "button", class: "ghost small danger", "aria-label": `Delete collection ${c.name}`,
-      dataset: { key: `delete-${c.name}` }, onclick: () => removeCollection(c.name) }, "Delete")))));
+      dataset: { key: `delete-${c.name}` }, onclick: (e) => removeCollection(c.name, e.currentTarget) }, "Delete")))));
 }
 
-async function removeCollection(name) {
+// A delete waits for an ingest running on the same collection: say so while it waits.
+function deleting(button) {
+  if (!button) return;
+  button.disabled = true;
+  button.textContent = "Deleting…";
+  button.title = "Waits for indexing in progress on this collection to finish";
+}
+
+async function removeCollection(name, button) {
   if (!window.confirm(`Delete the collection “${name}” and all its documents? This cannot be undone.`)) return;
+  deleting(button);
   try {
     await api("DELETE", `/v1/collections/${enc(name)}`);
+    view.uploads = view.uploads.filter((u) => u.collection !== name);
     await loadCollections();
   } catch (err) {
     flash(err.message);
+    renderCollections();
   }
 }
 
@@ -103,17 +114,19 @@ function renderDocuments(body, name, docs) {
     h("td", { class: "num" }, bytes(d.size_bytes)),
     h("td", {}, when(d.updated_at)),
     h("td", {}, h("button", { type: "button", class: "ghost small danger", "aria-label": `Delete ${d.source}`,
-      dataset: { key: `delete-doc-${d.id}` }, onclick: () => removeDocument(name, d) }, "Delete"))))
+      dataset: { key: `delete-doc-${d.id}` }, onclick: (e) => removeDocument(name, d, e.currentTarget) }, "Delete"))))
     : h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No documents yet: drop files above.")));
 }
 
-async function removeDocument(collection, doc) {
+async function removeDocument(collection, doc, button) {
   if (!window.confirm(`Delete “${doc.source}” from ${collection}?`)) return;
+  deleting(button);
   try {
     await api("DELETE", `/v1/collections/${enc(collection)}/documents/${doc.id}`);
   } catch (err) {
     flash(err.message);
   }
+  view.shown = ""; // redraw the row even if nothing changed (a failed delete)
   await Promise.all([loadDocuments(), loadCollections()]);
 }
 
@@ -121,7 +134,7 @@ async function removeDocument(collection, doc) {
 
 function renderUploads() {
   const list = $("#upload-list");
-  clear(list, view.uploads.map((u) => {
+  clear(list, view.uploads.filter((u) => u.collection === view.current()).map((u) => {
     const label = {
       waiting: "waiting",
       uploading: `uploading ${Math.round(u.fraction * 100)}%`,
@@ -198,7 +211,7 @@ async function send(u, uploaded) {
     } else {
       const r = final.result || {};
       u.phase = "done";
-      u.message = r.unchanged?.length ? "unchanged (already indexed)" : `indexed · ${r.chunks} chunks`;
+      u.message = r.unchanged?.length ? "unchanged (already indexed)" : `indexed · ${plural(r.chunks, "chunk")}`;
     }
   } catch (err) {
     u.phase = "failed";
@@ -268,5 +281,6 @@ export function initCollections({ current, select, onChange }) {
 
 export function showCollections() {
   renderCollections();
+  renderUploads();
   loadDocuments();
 }

@@ -35,7 +35,10 @@ export function keepFocus(container, render) {
   const active = document.activeElement;
   const key = active && container.contains(active) ? active.dataset?.key : undefined;
   render();
-  if (key) container.querySelector(`[data-key="${CSS.escape(key)}"]`)?.focus({ preventScroll: true });
+  if (!key) return;
+  const again = container.querySelector(`[data-key="${CSS.escape(key)}"]`);
+  if (again) again.focus({ preventScroll: true });
+  else if (container.hasAttribute("tabindex")) container.focus({ preventScroll: true }); // the control is gone
 }
 
 // Tell screen readers something once (a polite live region), however often the page re-renders.

@@ -11,7 +11,7 @@ const GX = 54; // gap between layers, left to right
 const GY = 14; // gap between nodes of a layer
 const GV = 34; // gap between layers, top to bottom
 const PAD = 10;
-const CHARS = 31; // characters per line of a node's question at the node's font size
+const FONT = 12; // px, the node question's font size (app.css)
 const CENTRE_UP_TO = 6; // rows in the tallest column up to which columns are centred
 
 export const STATE_LABEL = {
@@ -29,19 +29,35 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-function wrap(text, lines = 2) {
+let ruler = null; // a canvas context, to measure text as the page's font draws it
+
+function width(text, font) {
+  ruler ||= document.createElement("canvas").getContext("2d");
+  ruler.font = font;
+  return ruler.measureText(text).width;
+}
+
+// The question in at most `lines` lines that fit a node, the last one cut with "…".
+function wrap(text, font, lines = 2) {
+  const room = W - 18;
+  const fits = (s) => width(s, font) <= room;
+  const cut = (s) => {
+    let t = s;
+    while (t && !fits(`${t}…`)) t = t.slice(0, -1);
+    return `${t.trimEnd()}…`;
+  };
   const words = text.split(/\s+/).filter(Boolean);
   const out = [""];
   let i = 0;
   for (; i < words.length; i++) {
-    const word = words[i].length > CHARS ? `${words[i].slice(0, CHARS - 1)}…` : words[i];
+    const word = fits(words[i]) ? words[i] : cut(words[i]);
     const line = out[out.length - 1];
     const next = line ? `${line} ${word}` : word;
-    if (next.length <= CHARS) out[out.length - 1] = next;
+    if (fits(next)) out[out.length - 1] = next;
     else if (out.length === lines) break;
     else out.push(word);
   }
-  if (i < words.length) out[lines - 1] = `${out[lines - 1].slice(0, CHARS - 1)}…`;
+  if (i < words.length) out[lines - 1] = cut(out[lines - 1]);
   return out;
 }
 
@@ -131,6 +147,7 @@ export function renderGraph(container, plan, { selected, onSelect }) {
     return;
   }
   const focused = document.activeElement?.closest?.("[data-node]")?.dataset.node;
+  const font = `${FONT}px ${getComputedStyle(container).fontFamily}`;
   const { pos, parents, width, height, vertical } = fitted(nodes, plan.edges, container.clientWidth - 8);
   const svg = el("svg", {
     width, height, viewBox: `0 0 ${width} ${height}`, role: "group", "aria-label": `Plan with ${nodes.length} nodes`,
@@ -168,7 +185,7 @@ export function renderGraph(container, plan, { selected, onSelect }) {
     g.append(el("rect", { width: W, height: H, rx: "8" }));
     g.append(el("text", { class: "nid", x: "9", y: "16" }, `${n.id} · ${STATE_LABEL[state] || state}`));
     const text = el("text", { class: "q", x: "9", y: "33" });
-    wrap(n.question).forEach((line, i) => text.append(el("tspan", { x: "9", dy: i ? "14" : "0" }, line)));
+    wrap(n.question, font).forEach((line, i) => text.append(el("tspan", { x: "9", dy: i ? "14" : "0" }, line)));
     g.append(text);
     const open = () => onSelect(n.id);
     g.addEventListener("click", open);

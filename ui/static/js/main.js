@@ -21,13 +21,16 @@ function select(name) {
   showCollections();
 }
 
-function fillPicker(collections) {
+function fillPicker(collections, empty = "no collections") {
   const picker = $("#collection-picker");
   const wanted = picker.value || sessionStorage.getItem(PICKED) || "";
   clear(picker, collections.length ? collections.map((c) => h("option", { value: c.name }, c.name))
-    : h("option", { value: "" }, "no collections"));
+    : h("option", { value: "" }, empty));
   if (collections.some((c) => c.name === wanted)) picker.value = wanted;
-  else if (collections.length) picker.value = collections[0].name;
+  else if (collections.length) {
+    // nothing picked yet in this tab: the collection with the most in it, not an empty one
+    picker.value = collections.reduce((a, b) => (b.chunk_count > a.chunk_count ? b : a)).name;
+  }
 }
 
 // ---- errors and health ---------------------------------------------------------------
@@ -113,9 +116,7 @@ function initKey() {
   });
   $("#key-forget").addEventListener("click", () => {
     setKey("");
-    $("#key-input").value = "";
-    dialog.close();
-    openKeyDialog("Key forgotten. Enter a key to go on.");
+    location.reload(); // nothing fetched with the old key stays on screen
   });
   $("#key-cancel").addEventListener("click", () => dialog.close());
   $("#key-button").addEventListener("click", () => openKeyDialog());
@@ -187,8 +188,10 @@ function init() {
   const initial = location.hash.slice(1);
   show(VIEWS.includes(initial) ? initial : "chat");
   checkHealth();
-  if (!getKey()) openKeyDialog();
-  else start();
+  if (!getKey()) {
+    fillPicker([], "enter an API key");
+    openKeyDialog();
+  } else start();
   window.addEventListener("focus", () => {
     if (getKey()) loadCollections().then(() => !$("#view-collections").hidden && loadDocuments()).catch(() => {});
   });

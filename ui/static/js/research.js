@@ -99,7 +99,9 @@ async function select(id) {
   renderJobs();
   clear($("#job-detail"), h("p", { class: "muted" }, "Loading…"));
   await poll(true);
-  $("#job-detail").focus({ preventScroll: true });
+  const detail = $("#job-detail");
+  detail.focus({ preventScroll: true });
+  detail.scrollIntoView({ block: "nearest" }); // on a phone the report sits below the form
 }
 
 async function poll(first = false) {
@@ -188,7 +190,6 @@ async function cancel(id) {
   }
   await poll();
   loadJobs();
-  if (document.activeElement === document.body) $("#job-detail").focus(); // the Cancel button is gone
 }
 
 async function save(job) {
