@@ -113,6 +113,14 @@ class KeyCreated(BaseModel):
     token: str = Field(description="Shown once; only its hash is stored.")
 
 
+class WhoAmI(BaseModel):
+    tenant: str
+    collections: list[str]
+    rights: Right
+    admin: bool
+    write: bool = Field(description="The key may create, upload and delete.")
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     database: bool

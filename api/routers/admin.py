@@ -8,9 +8,9 @@ from fastapi import APIRouter, HTTPException, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from api.deps import AdminDep, ServicesDep
+from api.deps import AdminDep, PrincipalDep, ServicesDep
 from api.keys import KeyInfo
-from api.schemas import Health, KeyCreate, KeyCreated
+from api.schemas import Health, KeyCreate, KeyCreated, WhoAmI
 
 router = APIRouter(tags=["admin"])
 
@@ -20,6 +20,18 @@ def create_key(body: KeyCreate, services: ServicesDep, _admin: AdminDep) -> KeyC
     info, token = services.keys.create(body.name, body.tenant, body.collections, body.rights)
     return KeyCreated(
         id=info.id, name=info.name, tenant=info.tenant, collections=info.collections, rights=info.rights, token=token
+    )
+
+
+@router.get("/v1/me", response_model=WhoAmI)
+def who_am_i(principal: PrincipalDep) -> WhoAmI:
+    """What the calling key may do (the web UI shows only the controls it may use)."""
+    return WhoAmI(
+        tenant=principal.tenant,
+        collections=principal.collections,
+        rights=principal.rights,
+        admin=principal.admin,
+        write=principal.may_write(),
     )
 
 

@@ -172,6 +172,9 @@ def test_tenants_are_isolated(live: Live, kb: str) -> None:
         assert cb.post("/v1/collections", json={"name": "secret"}).status_code == 201
         assert cb.post("/v1/collections/secret/search", json={"query": "launch"}).json()["hits"] == []
         # a read-only key scoped to one collection
+        me = cr.get("/v1/me").json()
+        assert me == {"tenant": "acme", "collections": ["shared"], "rights": "read", "admin": False, "write": False}
+        assert ca.get("/v1/me").json()["write"] is True
         assert cr.get("/v1/collections").json() == []
         assert cr.get("/v1/collections/secret").status_code == 404
         assert cr.post("/v1/collections", json={"name": "shared"}).status_code == 403

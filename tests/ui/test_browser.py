@@ -221,6 +221,26 @@ def test_documents_and_collections_are_deleted_from_the_ui(page: Any, live: Live
         assert api.get("/v1/collections/scratch").status_code == 404
 
 
+def test_a_read_only_key_is_offered_no_write_controls(page: Any, live: Live) -> None:
+    with live.client() as api:
+        key = api.post("/v1/keys", json={"name": "reader", "tenant": "default", "rights": "read"}).json()["token"]
+        job = api.post(
+            "/v1/collections/readable/documents/text", json={"documents": [{"name": "basalt.md", "text": BASALT}]}
+        ).json()
+        assert live.wait_job(api, job["id"])["status"] == "succeeded"
+    open_ui(page, live, key=key, view="collections")
+    page.wait_for_selector("#collection-list li button.pick")
+    assert page.is_visible(".read-only-note")
+    for control in ("#create-collection", "#dropzone", "#collection-list .danger"):
+        assert page.locator(control).first.is_hidden(), control
+    shot(page, "17-read-only-key")
+    page.select_option("#collection-picker", "readable")
+    page.click("#tab-chat")  # and it still asks
+    page.fill("#question", "What is basalt?")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("li.msg.bot[data-status=done]", timeout=120_000)
+
+
 def test_a_refused_key_and_an_unreachable_service_get_clear_errors(browser: Any, tmp_path: Path) -> None:
     import httpx
 

@@ -44,7 +44,7 @@ function renderCollections() {
     h("button", { type: "button", class: "pick", "aria-current": c.name === current ? "true" : "false",
       dataset: { key: `pick-${c.name}` }, onclick: () => view.select(c.name) },
     h("strong", {}, c.name), h("span", { class: "muted" }, ` ${plural(c.document_count, "document")} · ${plural(c.chunk_count, "chunk")}`)),
-    h("button", { type: "button", class: "ghost small danger", "aria-label": `Delete collection ${c.name}`,
+    h("button", { type: "button", class: "ghost small danger needs-write", "aria-label": `Delete collection ${c.name}`,
       dataset: { key: `delete-${c.name}` }, onclick: (e) => removeCollection(c.name, e.currentTarget) }, "Delete")))));
 }
 
@@ -113,9 +113,9 @@ function renderDocuments(body, name, docs) {
     h("td", { class: "num" }, d.chunk_count),
     h("td", { class: "num" }, bytes(d.size_bytes)),
     h("td", {}, when(d.updated_at)),
-    h("td", {}, h("button", { type: "button", class: "ghost small danger", "aria-label": `Delete ${d.source}`,
+    h("td", {}, h("button", { type: "button", class: "ghost small danger needs-write", "aria-label": `Delete ${d.source}`,
       dataset: { key: `delete-doc-${d.id}` }, onclick: (e) => removeDocument(name, d, e.currentTarget) }, "Delete"))))
-    : h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No documents yet: drop files above.")));
+    : h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No documents yet.")));
 }
 
 async function removeDocument(collection, doc, button) {

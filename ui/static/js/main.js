@@ -1,6 +1,6 @@
 // The page: tabs, the collection picker, the API key, service health and errors.
 
-import { events, getKey, setKey } from "./api.js";
+import { api, events, getKey, setKey } from "./api.js";
 import { closeDetails, initChat, redrawPlan } from "./chat.js";
 import { initCollections, loadCollections, loadDocuments, showCollections } from "./collections.js";
 import { $, clear, h } from "./dom.js";
@@ -88,6 +88,9 @@ function openKeyDialog(message) {
 
 async function start() {
   try {
+    const me = await api("GET", "/v1/me");
+    document.body.dataset.write = me.write ? "yes" : "no";
+    $("#key-button").title = `Tenant ${me.tenant}, ${me.admin ? "admin" : `${me.rights} key`}`;
     await loadCollections();
   } catch (err) {
     if (err.status !== 401) banner(err.message);
