@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import tempfile
 import time
@@ -13,7 +12,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -65,33 +63,10 @@ def apply_threads(threads: int) -> None:
 
 
 def environment() -> dict[str, Any]:
-    """What the numbers depend on: machine, load and library versions."""
-    import faiss
-    import torch
+    """What the numbers depend on (evals.report.environment), with the benchmarks' baseline too."""
+    from evals.report import environment as describe
 
-    versions: dict[str, str | None] = {}
-    for dist in (
-        "torch",
-        "sentence-transformers",
-        "faiss-cpu",
-        "bm25s",
-        "llama-index-core",
-        "llama-index-embeddings-huggingface",
-    ):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
-    return {
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "faiss_threads": faiss.omp_get_max_threads(),
-        "cuda": torch.cuda.is_available(),
-        "load_average": list(os.getloadavg()),
-        "versions": versions,
-    }
+    return describe(extra=("llama-index-embeddings-huggingface",))
 
 
 @contextmanager

@@ -89,12 +89,17 @@ def label(metric: str) -> str:
     return _LABELS.get(metric) or metric.replace("recall@", "R@").replace("all@", "All@")
 
 
-def environment() -> dict[str, Any]:
-    """What the numbers depend on: machine, load and library versions."""
+DISTRIBUTIONS = ("quarry", "torch", "sentence-transformers", "faiss-cpu", "bm25s", "llama-index-core")
+
+
+def environment(extra: Sequence[str] = ()) -> dict[str, Any]:
+    """What the numbers depend on: machine, load, threads and library versions (those of
+    `extra` distributions too). Reports of `quarry eval` and benchmarks/ both use it."""
+    import faiss
     import torch
 
     versions: dict[str, str | None] = {}
-    for dist in ("quarry", "torch", "sentence-transformers", "faiss-cpu", "bm25s", "llama-index-core"):
+    for dist in (*DISTRIBUTIONS, *extra):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -104,6 +109,7 @@ def environment() -> dict[str, Any]:
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "faiss_threads": faiss.omp_get_max_threads(),
         "cuda": torch.cuda.is_available(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "load_average": [round(x, 2) for x in os.getloadavg()],
