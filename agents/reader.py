@@ -7,11 +7,12 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from agents.text import capitalised_spans, dates, numbers, prose_sentences, split_sentences
+from agents.text import Sentence, capitalised_spans, dates, numbers, prose_sentences, split_sentences
 from core.types import Evidence
 from retrieval.embedder import SentenceEmbedder
 from retrieval.sparse import Analyzer
@@ -79,14 +80,15 @@ class ExtractiveReader:
         return ranked
 
     def _rank(self, question: str, evidence: list[Evidence]) -> list[ScoredSentence]:
-        candidates: list[tuple[int, int, int, str]] = []
-        for i, ev in enumerate(evidence):
-            for s in prose_sentences(ev.text):
-                candidates.append((i, ev.start_char + s.start, ev.start_char + s.end, s.text))
-        if not candidates:  # nothing but code, headings or tables: quote those rather than nothing
-            for i, ev in enumerate(evidence):
-                for s in split_sentences(ev.text):
-                    candidates.append((i, ev.start_char + s.start, ev.start_char + s.end, s.text))
+        def sentences(split: Callable[[str], list[Sentence]]) -> list[tuple[int, int, int, str]]:
+            return [
+                (i, ev.start_char + s.start, ev.start_char + s.end, s.text)
+                for i, ev in enumerate(evidence)
+                for s in split(ev.text)
+            ]
+
+        # prose; where there is nothing but code, headings or tables, quote those rather than nothing
+        candidates = sentences(prose_sentences) or sentences(split_sentences)
         if not candidates:
             return []
         vectors = self.embedder.encode([question] + [c[3] for c in candidates])
