@@ -12,13 +12,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from core.settings import AgentSettings
+from core.settings import MAX_QUERY_CHARS, AgentSettings
 from core.types import NodeState, PlanNode
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-
-
-MAX_QUESTION_CHARS = 4000  # the bound of search.max_query_chars
 
 
 class AddNode(BaseModel):
@@ -26,7 +23,7 @@ class AddNode(BaseModel):
     id: str = Field(min_length=1, max_length=32)
     # a user's whole question may become a node (up to search.max_query_chars); the schema asks a
     # model for sub-questions of at most 500
-    question: str = Field(min_length=3, max_length=MAX_QUESTION_CHARS)
+    question: str = Field(min_length=3, max_length=MAX_QUERY_CHARS)
     parents: list[str] = Field(default_factory=list, max_length=8)
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.keys import Right
+from core.settings import MAX_QUERY_CHARS
 from core.types import Citation, Evidence, Hit, PlanNode
 
 
@@ -75,7 +76,7 @@ class AnswerOut(BaseModel):
 
 class ResearchCreate(_In):
     collection: str = Field(min_length=1, max_length=64)
-    questions: list[Annotated[str, Field(max_length=4000)]] | None = Field(None, min_length=1, max_length=50)
+    questions: list[Annotated[str, Field(max_length=MAX_QUERY_CHARS)]] | None = Field(None, min_length=1, max_length=50)
     topic: str | None = Field(None, min_length=1, max_length=1000)
     sections: int = Field(5, ge=1, le=12, description="Sections planned for a topic.")
 

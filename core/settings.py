@@ -23,6 +23,9 @@ from pydantic_settings import (
 DEFAULT_EMBEDDING_MODEL = "bundled:all-MiniLM-L6-v2"
 
 
+MAX_QUERY_CHARS = 4000  # the longest query or question anywhere (a plan node holds a whole question)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -105,7 +108,10 @@ class SearchSettings(_Section):
         0.97, ge=0.5, le=1.0, description="Cosine similarity above which a hit counts as a near-duplicate."
     )
     max_query_chars: int = Field(
-        4000, ge=1, le=4000, description="Longer queries (and questions) are refused with a clear error."
+        MAX_QUERY_CHARS,
+        ge=1,
+        le=MAX_QUERY_CHARS,
+        description="Longer queries (and questions) are refused with a clear error.",
     )
 
 
