@@ -2,7 +2,7 @@
 // conversation is kept in this tab's session storage, so a reload keeps it.
 
 import { enc, events, getKey, stream } from "./api.js";
-import { $, announce, clear, cited, copy, h, keepFocus } from "./dom.js";
+import { $, announce, clear, cited, copy, h, keepFocus, plural } from "./dom.js";
 import { renderGraph, STATE_LABEL } from "./graph.js";
 import { closeAnySource, closeSource, openSource } from "./passage.js";
 
@@ -67,7 +67,7 @@ function messageView(m, i) {
         setTimeout(() => { e.target.textContent = "Copy answer"; }, 1500);
       } }, "Copy answer"),
     nodes ? h("button", { type: "button", class: "ghost small", onclick: () => showPlan(i), dataset: { key: `plan-${i}` },
-      "aria-pressed": chat.active === i ? "true" : "false" }, `Plan (${nodes} node${nodes === 1 ? "" : "s"})`) : null,
+      "aria-pressed": chat.active === i ? "true" : "false" }, `Plan (${plural(nodes, "node")})`) : null,
     m.timings?.total ? h("span", { class: "muted" }, `${m.timings.total.toFixed(1)} s`) : null,
     m.status === "streaming" ? h("span", { class: "muted", role: "status" }, "streaming…") : null);
   return [
@@ -122,7 +122,7 @@ function renderPlan() {
   const counts = {};
   for (const n of m.plan.nodes) counts[n.state] = (counts[n.state] || 0) + 1;
   summary.textContent = m.plan.nodes.length
-    ? `${m.plan.nodes.length} node${m.plan.nodes.length === 1 ? "" : "s"} · ` +
+    ? `${plural(m.plan.nodes.length, "node")} · ` +
       Object.entries(counts).map(([s, c]) => `${c} ${STATE_LABEL[s] || s}`).join(", ")
     : "";
   renderNode();

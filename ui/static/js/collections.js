@@ -3,7 +3,7 @@
 // with status, refreshed while documents are being indexed.
 
 import { api, enc, upload } from "./api.js";
-import { $, announce, bytes, clear, h, keepFocus, progressBar, when } from "./dom.js";
+import { $, announce, bytes, clear, flash, h, keepFocus, plural, progressBar, when } from "./dom.js";
 
 const PARALLEL = 2; // files uploading at once
 const BUSY = ["queued", "parsing", "chunking", "embedding"]; // document states on the way to indexed
@@ -21,8 +21,6 @@ const view = {
 };
 
 let uploadIds = 0;
-
-const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 export async function loadCollections() {
   const before = view.current();
@@ -67,10 +65,6 @@ async function removeCollection(name, button) {
     flash(err.message);
     renderCollections();
   }
-}
-
-function flash(message) {
-  document.dispatchEvent(new CustomEvent("quarry:error", { detail: message }));
 }
 
 // ---- documents -----------------------------------------------------------------------

@@ -49,6 +49,13 @@ export function announce(message) {
   setTimeout(() => { live.textContent = message; }, 50);
 }
 
+// An error for the page's banner (main.js shows it).
+export function flash(message) {
+  document.dispatchEvent(new CustomEvent("quarry:error", { detail: message }));
+}
+
+export const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
 export function bytes(n) {
   if (!n) return "0 B";
   const units = ["B", "KB", "MB", "GB"];

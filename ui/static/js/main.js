@@ -3,7 +3,7 @@
 import { api, events, getKey, setKey } from "./api.js";
 import { closeDetails, initChat, redrawPlan } from "./chat.js";
 import { initCollections, loadCollections, loadDocuments, showCollections } from "./collections.js";
-import { $, clear, h } from "./dom.js";
+import { $, clear, h, plural } from "./dom.js";
 import { closeAnySource, initSources } from "./passage.js";
 import { initResearch, showResearch } from "./research.js";
 
@@ -60,7 +60,7 @@ async function checkHealth() {
     const res = await fetch("/v1/health");
     const body = await res.json();
     const ok = body.status === "ok";
-    const label = ok ? `ready · ${body.workers} worker${body.workers === 1 ? "" : "s"}` : "degraded";
+    const label = ok ? `ready · ${plural(body.workers, "worker")}` : "degraded";
     if (badge.textContent !== label) { // a status region: rewrite it only when it changes
       badge.className = `health ${ok ? "ok" : "degraded"}`;
       badge.textContent = label;

@@ -2,7 +2,7 @@
 // cancel, read the finished report (citations open their passages) and download it.
 
 import { api, download, enc, text } from "./api.js";
-import { $, announce, cited, clear, copy, h, keepFocus, progressBar, when } from "./dom.js";
+import { $, announce, cited, clear, copy, flash, h, keepFocus, plural, progressBar, when } from "./dom.js";
 import { openSource } from "./passage.js";
 
 const FINISHED = ["succeeded", "failed", "cancelled"];
@@ -52,10 +52,6 @@ async function submit(e) {
   } catch (err) {
     flash(err.message);
   }
-}
-
-function flash(message) {
-  document.dispatchEvent(new CustomEvent("quarry:error", { detail: message }));
 }
 
 // ---- the job list --------------------------------------------------------------------
@@ -161,7 +157,7 @@ function renderDetail() {
   const { job, report } = view.detail;
   const running = !FINISHED.includes(job.status);
   const box = $("#job-detail");
-  const progress = job.total ? `${job.done} of ${job.total} section${job.total === 1 ? "" : "s"}` : "planning sections…";
+  const progress = job.total ? `${job.done} of ${plural(job.total, "section")}` : "planning sections…";
   clear(box,
     h("div", { class: "panel-head" }, h("h2", {}, job.label || "Research report"),
       h("span", { class: `status ${job.status}`, role: "status", dataset: { status: job.status } }, job.status)),
