@@ -69,6 +69,18 @@ def stream_reply(deltas: list[str], prompt_tokens: int = 10, cached: int | None 
     return Reply(events=events)
 
 
+def _sse(events: list[Any], pause_s: float, headers: dict[str, str] | None = None) -> StreamingResponse:
+    """Server-sent events, one `data:` line each, `pause_s` apart."""
+
+    async def sse() -> AsyncIterator[bytes]:
+        for event in events:
+            data = event if isinstance(event, str) else json.dumps(event)
+            yield f"data: {data}\n\n".encode()
+            await asyncio.sleep(pause_s)
+
+    return StreamingResponse(sse(), media_type="text/event-stream", headers=headers)
+
+
 class ScriptedOpenAI:
     """Serves POST /v1/chat/completions from `replies` in order and records each request; or,
     given a `model` (a ScriptedModel), answers each request by its role, as a planning model
@@ -104,15 +116,7 @@ class ScriptedOpenAI:
             await asyncio.sleep(reply.delay_s)
         if reply.events is None:
             return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
-        events = reply.events
-
-        async def sse() -> AsyncIterator[bytes]:
-            for event in events:
-                data = event if isinstance(event, str) else json.dumps(event)
-                yield f"data: {data}\n\n".encode()
-                await asyncio.sleep(0.001)
-
-        return StreamingResponse(sse(), media_type="text/event-stream", headers=reply.headers)
+        return _sse(reply.events, pause_s=0.001, headers=reply.headers)
 
     async def _from_model(self, body: dict[str, Any]) -> Response:
         from agents.llm.base import Message
@@ -122,14 +126,7 @@ class ScriptedOpenAI:
             completion = await self.model.complete(messages)
             return JSONResponse(chat_reply(completion.text).body)
         deltas = [chunk.delta async for chunk in self.model.stream(messages) if chunk.delta]
-
-        async def sse() -> AsyncIterator[bytes]:
-            for event in stream_reply(deltas).events or []:
-                data = event if isinstance(event, str) else json.dumps(event)
-                yield f"data: {data}\n\n".encode()
-                await asyncio.sleep(0.05)  # a model writes at its own pace
-
-        return StreamingResponse(sse(), media_type="text/event-stream")
+        return _sse(stream_reply(deltas).events or [], pause_s=0.05)  # a model writes at its own pace
 
     def start(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
