@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from evals.baselines import BaselinePassage as Passage  # one document of an eval corpus: id, title, text
 from evals.metrics import latency_summary, percentile  # noqa: F401  (one implementation, shared)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,15 +86,6 @@ def model_path() -> str:
 
 
 # eval data ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Passage:
-    """One document of an eval corpus."""
-
-    id: str
-    title: str
-    text: str
-
-
 @dataclass(frozen=True)
 class Question:
     """A question with the ids of the passages that answer it."""

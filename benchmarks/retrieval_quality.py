@@ -84,12 +84,12 @@ def quarry_rankers(
 
 def llamaindex_ranker(passages: Sequence[Passage], fetch: int, depth: int, batch_size: int) -> tuple[Ranker, float]:
     """llama-index's default VectorStoreIndex (evals.baselines, shared with `quarry eval`)."""
-    from evals.baselines import BaselinePassage, LlamaIndexRetriever
+    from evals.baselines import LlamaIndexRetriever
 
     retriever = LlamaIndexRetriever(model_path(), batch_size=batch_size, top_k=fetch)
     retriever.warm_up()
     with Stopwatch() as watch:
-        retriever.build([BaselinePassage(p.id, p.title, p.text) for p in passages])
+        retriever.build(passages)
     say(f"llama-index: {len(passages)} passages indexed in {watch.seconds:.1f}s")
 
     def rank(question: str) -> list[str]:
