@@ -33,12 +33,12 @@ def mount(app: FastAPI) -> None:
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html", media_type="text/html", headers=SECURITY_HEADERS)
+        return FileResponse(STATIC / "index.html", media_type="text/html")
 
     @app.middleware("http")
     async def ui_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)
-        if request.url.path.startswith("/ui/"):
+        if request.url.path == "/" or request.url.path.startswith("/ui/"):
             for name, value in SECURITY_HEADERS.items():
                 response.headers.setdefault(name, value)
         return response

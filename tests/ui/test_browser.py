@@ -254,7 +254,8 @@ def test_a_refused_key_and_an_unreachable_service_get_clear_errors(browser: Any,
     context = browser.new_context(viewport={"width": 1200, "height": 800})
     page = context.new_page()
     try:
-        page.goto(service.url + "/")
+        response = page.goto(service.url + "/")
+        assert response and "script-src 'self'" in response.headers["content-security-policy"]
         page.click("#key-cancel")  # no key yet: asking says so and opens the key dialog
         page.fill("#question", "Anything?")
         page.keyboard.press("Enter")
