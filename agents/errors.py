@@ -1,6 +1,6 @@
 """Errors of the agents package."""
 
-from core.errors import QuarryError
+from quarry.core.errors import QuarryError
 
 
 class AgentError(QuarryError):

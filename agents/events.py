@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter
 
-from core.types import Answer, Citation, Evidence, PlanNode
+from quarry.core.types import Answer, Citation, Evidence, PlanNode
 
 
 class PlanUpdated(BaseModel):

@@ -19,7 +19,7 @@ from typing import Any, TypedDict
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from agents.events import (
+from quarry.agents.events import (
     CitationsChecked,
     Done,
     Emit,
@@ -31,17 +31,17 @@ from agents.events import (
     PlanUpdated,
     discard,
 )
-from agents.llm.base import ChatModel, Usage
-from agents.plan import AddNode, PlanGraph
-from agents.planner import HeuristicPlanner, ModelPlanner, Planner, PlannerReply
-from agents.reader import ExtractiveReader
-from agents.searcher import LocalExecutor, LongReader, NodeExecutor, NodeResult, NodeTask, Searcher
-from agents.writer import EXTRACTIVE_NOTE, Writer
-from core.errors import QuarryError
-from core.settings import Settings
-from core.types import Answer, Evidence, NodeState
-from retrieval.library import Library
-from retrieval.sparse import Analyzer
+from quarry.agents.plan import AddNode, PlanGraph
+from quarry.agents.planner import HeuristicPlanner, ModelPlanner, Planner, PlannerReply
+from quarry.agents.reader import ExtractiveReader
+from quarry.agents.searcher import LocalExecutor, LongReader, NodeExecutor, NodeResult, NodeTask, Searcher
+from quarry.agents.writer import EXTRACTIVE_NOTE, Writer
+from quarry.core.chat import ChatModel, Usage
+from quarry.core.errors import QuarryError
+from quarry.core.settings import Settings
+from quarry.core.types import Answer, Evidence, NodeState
+from quarry.retrieval.library import Library
+from quarry.retrieval.sparse import Analyzer
 
 
 class RunState(TypedDict, total=False):

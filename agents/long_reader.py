@@ -13,14 +13,14 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from agents.llm.base import ChatModel, Usage
-from agents.searcher import NodeResult, NodeTask
-from core.settings import MemorySettings, Settings
-from core.types import Evidence
-from retrieval.storage import Store
+from quarry.agents.searcher import NodeResult, NodeTask
+from quarry.core.chat import ChatModel, Usage
+from quarry.core.settings import MemorySettings, Settings
+from quarry.core.types import Evidence
+from quarry.retrieval.storage import Store
 
 if TYPE_CHECKING:
-    from memory.engine import LongContextEngine
+    from quarry.memory.engine import LongContextEngine
 
 CITED_PASSAGES = 3  # evidence chunks of the document cited with a whole-document answer
 
@@ -67,7 +67,7 @@ class LongDocumentReader:
     async def read(self, task: NodeTask, queries: list[str], evidence: list[Evidence], document_id: int) -> NodeResult:
         """The node's answer from the whole document (the evidence stays as retrieved;
         the first passages of that document are cited)."""
-        from memory.prompts import NOT_FOUND
+        from quarry.memory.prompts import NOT_FOUND
 
         text = await asyncio.to_thread(self.store.document_text, document_id)
         question = task.question
@@ -119,7 +119,7 @@ class PrefixCacheReader(LongDocumentReader):
         return len(text.split()) * 4 // 3  # about 4 tokens per 3 words of English; only a threshold
 
     async def _answer(self, text: str, question: str) -> tuple[str, Usage]:
-        from memory.prefix import ask_with_prefix_cache
+        from quarry.memory.prefix import ask_with_prefix_cache
 
         reply = await ask_with_prefix_cache(self.model, text, question, max_tokens=self.settings.max_new_tokens)
         return reply.completion.text.strip(), reply.completion.usage
@@ -137,7 +137,7 @@ def make_long_reader(
     if model is None or settings.llm.backend == "extractive":
         return None
     if settings.llm.backend == "hf":
-        from memory.engine import LongContextEngine
+        from quarry.memory.engine import LongContextEngine
 
         return LongDocumentReader(
             store, settings.memory, engine_factory=engine_factory or (lambda: LongContextEngine.from_settings(settings))

@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from core.settings import MAX_QUERY_CHARS, AgentSettings
-from core.types import NodeState, PlanNode
+from quarry.core.settings import MAX_QUERY_CHARS, AgentSettings
+from quarry.core.types import NodeState, PlanNode
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 

@@ -8,13 +8,13 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-from agents import prompts
-from agents.errors import LLMError
-from agents.llm.base import ChatModel, Usage
-from agents.plan import PLAN_OPS_SCHEMA, AddEdge, AddNode, Finish, PlanGraph, parse_ops
-from agents.reader import ExtractiveReader
-from agents.text import capitalised_spans
-from core.types import Evidence, NodeState, PlanNode
+from quarry.agents import prompts
+from quarry.agents.errors import LLMError
+from quarry.agents.plan import PLAN_OPS_SCHEMA, AddEdge, AddNode, Finish, PlanGraph, parse_ops
+from quarry.agents.reader import ExtractiveReader
+from quarry.agents.text import capitalised_spans
+from quarry.core.chat import ChatModel, Usage
+from quarry.core.types import Evidence, NodeState, PlanNode
 
 Op = AddNode | AddEdge | Finish
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from agents.llm.base import Message
-from core.types import Evidence, PlanNode
+from quarry.core.chat import Message
+from quarry.core.types import Evidence, PlanNode
 
 FENCE = "<<<PASSAGE"
 FENCE_END = "PASSAGE>>>"

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agents.text import Sentence, capitalised_spans, dates, numbers, prose_sentences, split_sentences
-from core.types import Evidence
-from retrieval.embedder import SentenceEmbedder
-from retrieval.sparse import Analyzer
+from quarry.agents.text import Sentence, capitalised_spans, dates, numbers, prose_sentences, split_sentences
+from quarry.core.types import Evidence
+from quarry.retrieval.embedder import SentenceEmbedder
+from quarry.retrieval.sparse import Analyzer
 
 _YES_NO = re.compile(r"^(is|are|was|were|do|does|did|can|could|has|have|had|will|would|should)\b", re.I)
 

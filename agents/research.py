@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 
-from agents import prompts
-from agents.errors import LLMError
-from agents.graph import AgentGraph
-from core.types import Answer, Citation
+from quarry.agents import prompts
+from quarry.agents.errors import LLMError
+from quarry.agents.graph import AgentGraph
+from quarry.core.types import Answer, Citation
 
 _MARKER = re.compile(r"\[(\d{1,3})\]")
 

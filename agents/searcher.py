@@ -15,15 +15,15 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from agents import prompts
-from agents.errors import LLMError
-from agents.llm.base import ChatModel, Usage
-from agents.reader import ExtractiveReader
-from core.settings import AgentSettings
-from core.types import Evidence, Hit, PlanNode
-from retrieval.fusion import reciprocal_rank_fusion
-from retrieval.library import Library
-from retrieval.reorder import reorder_for_reader
+from quarry.agents import prompts
+from quarry.agents.errors import LLMError
+from quarry.agents.reader import ExtractiveReader
+from quarry.core.chat import ChatModel, Usage
+from quarry.core.settings import AgentSettings
+from quarry.core.types import Evidence, Hit, PlanNode
+from quarry.retrieval.fusion import reciprocal_rank_fusion
+from quarry.retrieval.library import Library
+from quarry.retrieval.reorder import reorder_for_reader
 
 _WH = re.compile(
     r"^(what|which|who|whom|whose|when|where|why|how( many| much| long| old)?)\s+(is|are|was|were|did|does|do)?\s*",

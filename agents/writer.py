@@ -8,14 +8,14 @@ import asyncio
 import re
 from dataclasses import dataclass, field
 
-from agents import prompts
-from agents.events import AnswerToken, Emit
-from agents.llm.base import ChatModel, Usage
-from agents.planner import Comparison, parse_comparison
-from agents.reader import ExtractiveReader, ScoredSentence, cosine_support
-from agents.text import first_number, split_sentences, words, years
-from core.types import Citation, Evidence, NodeState, PlanNode
-from retrieval.reorder import reorder_for_reader
+from quarry.agents import prompts
+from quarry.agents.events import AnswerToken, Emit
+from quarry.agents.planner import Comparison, parse_comparison
+from quarry.agents.reader import ExtractiveReader, ScoredSentence, cosine_support
+from quarry.agents.text import first_number, split_sentences, words, years
+from quarry.core.chat import ChatModel, Usage
+from quarry.core.types import Citation, Evidence, NodeState, PlanNode
+from quarry.retrieval.reorder import reorder_for_reader
 
 _MARKER = re.compile(r"\[(\d{1,3})\]")
 _TIME = re.compile(

@@ -10,10 +10,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from prometheus_client import Counter, Histogram
 
-from api import errors
-from api.routers import admin, ask, collections, evals, jobs, research
-from api.services import Services
-from core.settings import Settings, get_settings
+from quarry.api import errors
+from quarry.api.routers import admin, ask, collections, evals, jobs, research
+from quarry.api.services import Services
+from quarry.core.settings import Settings, get_settings
 
 REQUESTS = Counter("quarry_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("quarry_http_request_seconds", "HTTP request latency", ["method", "route"])
@@ -55,23 +55,23 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
         return response
 
-    from ui import mount
+    from quarry.ui import mount
 
     mount(app)
     return app
 
 
 def build_services(settings: Settings) -> Services:
-    from agents.llm.factory import make_chat_model
-    from api.keys import KeyStore
-    from retrieval.library import Library
-    from workers.jobs import JobStore
+    from quarry.agents.llm.factory import make_chat_model
+    from quarry.api.keys import KeyStore
+    from quarry.retrieval.library import Library
+    from quarry.workers.jobs import JobStore
 
     library = Library(settings)
     _ = library.embedder.dimension  # load the model now, not on the first request
     celery = None
     if settings.service.redis_url:
-        from workers.app import make_celery
+        from quarry.workers.app import make_celery
 
         celery = make_celery(settings)
     engine = library.store.engine

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request, status
 
-from api.keys import Principal
-from api.services import Services
+from quarry.api.keys import Principal
+from quarry.api.services import Services
 
 
 def get_services(request: Request) -> Services:

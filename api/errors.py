@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from agents.errors import AgentError, LLMError
-from core.errors import ConfigurationError, QuarryError
-from retrieval.errors import (
+from quarry.agents.errors import AgentError, LLMError
+from quarry.core.errors import ConfigurationError, QuarryError
+from quarry.retrieval.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
     DocumentError,
@@ -17,7 +17,7 @@ from retrieval.errors import (
     InvalidQueryError,
     UnsupportedTypeError,
 )
-from workers.jobs import JobNotFoundError
+from quarry.workers.jobs import JobNotFoundError
 
 STATUS: list[tuple[type[Exception], int]] = [
     (CollectionNotFoundError, 404),

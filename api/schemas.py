@@ -7,9 +7,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.keys import Right
-from core.settings import MAX_QUERY_CHARS
-from core.types import Citation, Evidence, Hit, PlanNode
+from quarry.api.keys import Right
+from quarry.core.settings import MAX_QUERY_CHARS
+from quarry.core.types import Citation, Evidence, Hit, PlanNode
 
 
 class _In(BaseModel):

@@ -9,12 +9,12 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.graph import AgentGraph
-from agents.llm.base import ChatModel
-from api.keys import KeyStore
-from core.settings import Settings
-from retrieval.library import Library
-from workers.jobs import JobInfo, JobStatus, JobStore
+from quarry.agents.graph import AgentGraph
+from quarry.api.keys import KeyStore
+from quarry.core.chat import ChatModel
+from quarry.core.settings import Settings
+from quarry.retrieval.library import Library
+from quarry.workers.jobs import JobInfo, JobStatus, JobStore
 
 log = logging.getLogger("quarry.api")
 
@@ -37,7 +37,7 @@ class Services:
     def memory_engine(self) -> Any:
         """One long-context engine (and its model) for the process, made on first use."""
         if self._memory_engine is None:
-            from memory.engine import LongContextEngine
+            from quarry.memory.engine import LongContextEngine
 
             self._memory_engine = LongContextEngine.from_settings(self.settings)
         return self._memory_engine
@@ -68,10 +68,10 @@ class Services:
     def _build_agent(self, tenant: str) -> AgentGraph:
         executor = None
         if self.settings.service.node_executor == "celery" and self.celery is not None:
-            from workers.executor import CeleryExecutor
+            from quarry.workers.executor import CeleryExecutor
 
             executor = CeleryExecutor(self.celery, self.settings.service.node_wait_s)
-        from agents.long_reader import make_long_reader
+        from quarry.agents.long_reader import make_long_reader
 
         library = self.library.for_tenant(tenant)
         long_reader = make_long_reader(self.settings, library.store, self.model, self.memory_engine)

@@ -7,9 +7,9 @@ import re
 
 from fastapi import HTTPException, UploadFile
 
-from core.settings import Settings
-from retrieval.errors import DocumentError, DocumentTooLargeError, UnsupportedTypeError
-from retrieval.loaders import load_bytes, safe_source_name
+from quarry.core.settings import Settings
+from quarry.retrieval.errors import DocumentError, DocumentTooLargeError, UnsupportedTypeError
+from quarry.retrieval.loaders import load_bytes, safe_source_name
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]|(^|[/\\])\.\.([/\\]|$)|^[/\\]")
 _CHUNK = 1024 * 1024

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from evals.baselines import BaselinePassage as Passage  # one document of an eval corpus: id, title, text
-from evals.metrics import latency_summary, percentile  # noqa: F401  (one implementation, shared)
+from quarry.evals.baselines import BaselinePassage as Passage  # one document of an eval corpus: id, title, text
+from quarry.evals.metrics import latency_summary, percentile  # noqa: F401  (one implementation, shared)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -65,7 +65,7 @@ def apply_threads(threads: int) -> None:
 
 def environment() -> dict[str, Any]:
     """What the numbers depend on (evals.report.environment), with the benchmarks' baseline too."""
-    from evals.report import environment as describe
+    from quarry.evals.report import environment as describe
 
     return describe(extra=("llama-index-embeddings-huggingface",))
 
@@ -79,8 +79,8 @@ def temp_data_dir(prefix: str) -> Iterator[Path]:
 
 def model_path() -> str:
     """Filesystem path of the default (bundled) embedding model."""
-    from core.settings import DEFAULT_EMBEDDING_MODEL
-    from retrieval.embedder import resolve_model
+    from quarry.core.settings import DEFAULT_EMBEDDING_MODEL
+    from quarry.retrieval.embedder import resolve_model
 
     return resolve_model(DEFAULT_EMBEDDING_MODEL)
 

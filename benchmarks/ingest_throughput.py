@@ -29,7 +29,7 @@ TARGET_RATIO = 0.85
 def select_documents(passages: list[Passage], chunker: Any, max_chunks: int) -> tuple[list[Any], list[str], float]:
     """Whole documents, in order, until Quarry's chunker has produced `max_chunks` chunks.
     Returns (documents, the exact texts Quarry embeds, seconds spent chunking)."""
-    from retrieval import text_document
+    from quarry.retrieval import text_document
 
     chunker.split(text_document("Warm-up text.", name="warm-up"))  # builds the tokenizer
     docs: list[Any] = []
@@ -54,8 +54,8 @@ def run_raw(model: Any, texts: list[str], batch_size: int) -> tuple[float, np.nd
 
 def run_quarry(embedder: Any, docs: list[Any]) -> tuple[int, float]:
     """Full `Library.ingest_documents` into a fresh data dir (model already loaded)."""
-    from core.settings import Settings
-    from retrieval import Library
+    from quarry.core.settings import Settings
+    from quarry.retrieval import Library
 
     with temp_data_dir("ingest") as data_dir:
         library = Library(Settings(storage={"data_dir": data_dir}), embedder=embedder)
@@ -96,9 +96,9 @@ def main() -> None:
     quiet_environment()
     apply_threads(args.threads)
 
-    from core.settings import Settings
-    from retrieval.chunking import Chunker
-    from retrieval.embedder import SentenceEmbedder
+    from quarry.core.settings import Settings
+    from quarry.retrieval.chunking import Chunker
+    from quarry.retrieval.embedder import SentenceEmbedder
 
     settings = Settings()
     embedder = SentenceEmbedder(settings.embedding)

@@ -108,10 +108,10 @@ def run_length(n: int, args: Any) -> list[dict[str, Any]]:
     import torch
     import torch.nn.functional as F
 
-    from memory.attention import attend
-    from memory.clustering import build_index, calibrate
-    from memory.config import SqueezedConfig
-    from memory.squeezed import SqueezedIndex, select_clusters, squeezed_attention
+    from quarry.memory.attention import attend
+    from quarry.memory.clustering import build_index, calibrate
+    from quarry.memory.config import SqueezedConfig
+    from quarry.memory.squeezed import SqueezedIndex, select_clusters, squeezed_attention
 
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     layer = make_layer(n, args, args.seed)
@@ -217,8 +217,8 @@ class InfLLMBlocks:
     def __init__(self, keys: Any, values: Any, calibration: Any, scale: float, budget: float, block: int = 128) -> None:
         import torch
 
-        from memory.attention import attend
-        from memory.infllm import representative_keys
+        from quarry.memory.attention import attend
+        from quarry.memory.infllm import representative_keys
 
         hkv, n, d = keys.shape
         self.keys, self.values, self.scale, self.block = keys, values, scale, block
@@ -236,8 +236,8 @@ class InfLLMBlocks:
     def __call__(self, query: Any) -> tuple[Any, Any]:
         import torch
 
-        from memory.attention import attend
-        from memory.infllm import score_blocks, select_blocks
+        from quarry.memory.attention import attend
+        from quarry.memory.infllm import score_blocks, select_blocks
 
         hkv, _, _, d = self.reps.shape
         mean = query[0].mean(dim=1).view(hkv, -1, d).sum(dim=1)  # (Hkv, D)

@@ -91,9 +91,9 @@ def run_one(system: str, n: int, args: Any) -> dict[str, Any]:
     import torch
     from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
-    from memory.config import InfLLMConfig
-    from memory.infllm import InfLLMCache
-    from memory.interface import prepare_model
+    from quarry.memory.config import InfLLMConfig
+    from quarry.memory.infllm import InfLLMCache
+    from quarry.memory.interface import prepare_model
 
     apply_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -42,8 +42,8 @@ def main() -> None:
     apply_threads(args.threads)
     import torch
 
-    from core.settings import DEFAULT_EMBEDDING_MODEL
-    from retrieval.embedder import resolve_model
+    from quarry.core.settings import DEFAULT_EMBEDDING_MODEL
+    from quarry.retrieval.embedder import resolve_model
 
     needles = json.loads((args.eval_dir / "needle" / "needles.json").read_text())["single_needle"]
     from transformers import AutoTokenizer
@@ -97,7 +97,7 @@ def lexical_model(vocab: int, seed: int) -> Any:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from memory.interface import prepare_model
+    from quarry.memory.interface import prepare_model
 
     torch.manual_seed(seed)
     hidden, heads, head_dim = 128, 2, 64
@@ -134,8 +134,8 @@ def lexical_model(vocab: int, seed: int) -> Any:
 def infllm_probe(model: Any, prefix: list[int], question: list[int], span: tuple[int, int]) -> dict[str, Any]:
     import torch
 
-    from memory.config import InfLLMConfig
-    from memory.infllm import InfLLMCache
+    from quarry.memory.config import InfLLMConfig
+    from quarry.memory.infllm import InfLLMCache
 
     config = InfLLMConfig()
     cache = InfLLMCache.for_model(model, config)
@@ -169,9 +169,9 @@ def squeezed_probe(
 ) -> dict[str, Any]:
     import torch
 
-    from memory.config import SqueezedConfig
-    from memory.context import context_cache, prefill_context
-    from memory.squeezed import SqueezedLayer
+    from quarry.memory.config import SqueezedConfig
+    from quarry.memory.context import context_cache, prefill_context
+    from quarry.memory.squeezed import SqueezedLayer
 
     config = SqueezedConfig(key_budget=args.budget, prefill_chunk=4096)
     entry = prefill_context(model, prefix, config)

@@ -40,9 +40,9 @@ def main() -> None:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from memory.config import SqueezedConfig
-    from memory.engine import LongContextEngine
-    from memory.store import ContextStore
+    from quarry.memory.config import SqueezedConfig
+    from quarry.memory.engine import LongContextEngine
+    from quarry.memory.store import ContextStore
 
     tokenizer = AutoTokenizer.from_pretrained(model_path())
     tokenizer.chat_template = (

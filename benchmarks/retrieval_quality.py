@@ -29,7 +29,7 @@ from common import (
     write_json,
 )
 
-from evals.metrics import all_gold_at_k, distinct, recall_at_k, reciprocal_rank
+from quarry.evals.metrics import all_gold_at_k, distinct, recall_at_k, reciprocal_rank
 
 KS = (1, 2, 5, 10)
 Ranker = Callable[[str], list[str]]  # question -> passage ids, best first
@@ -56,8 +56,8 @@ def quarry_rankers(
     passages: Sequence[Passage], data_dir: Path, fetch: int, depth: int
 ) -> tuple[dict[str, Ranker], float, Any]:
     """Ingest into a fresh Library; one ranker per search mode. Returns (rankers, seconds, library)."""
-    from core.settings import Settings
-    from retrieval import Library, text_document
+    from quarry.core.settings import Settings
+    from quarry.retrieval import Library, text_document
 
     library = Library(Settings(storage={"data_dir": data_dir}))
     library.embedder.encode(["warm-up"])  # model load is not ingestion
@@ -84,7 +84,7 @@ def quarry_rankers(
 
 def llamaindex_ranker(passages: Sequence[Passage], fetch: int, depth: int, batch_size: int) -> tuple[Ranker, float]:
     """llama-index's default VectorStoreIndex (evals.baselines, shared with `quarry eval`)."""
-    from evals.baselines import LlamaIndexRetriever
+    from quarry.evals.baselines import LlamaIndexRetriever
 
     retriever = LlamaIndexRetriever(model_path(), batch_size=batch_size, top_k=fetch)
     retriever.warm_up()
@@ -103,7 +103,7 @@ def evaluate(
     dataset: str, passages: list[Passage], questions: list[Question], args: argparse.Namespace
 ) -> dict[str, Any]:
     """Index with every system, ask every question, score at document level."""
-    from core.settings import EmbeddingSettings
+    from quarry.core.settings import EmbeddingSettings
 
     depth = max(KS)
     systems: dict[str, Ranker] = {}

@@ -79,9 +79,9 @@ class SyntheticCorpus:
 
 def write_collection(library: Any, name: str, corpus: SyntheticCorpus, chunks: int, per_doc: int) -> None:
     """Write `chunks` synthetic chunks (`per_doc` per document) straight into the store."""
-    from core.types import Chunk
-    from retrieval import text_document
-    from retrieval.storage import PreparedDocument
+    from quarry.core.types import Chunk
+    from quarry.retrieval import text_document
+    from quarry.retrieval.storage import PreparedDocument
 
     collection_id = library.create_collection(name).id
     batch: list[PreparedDocument] = []
@@ -133,8 +133,8 @@ def measure(library: Any, replay: Any, name: str, queries: list[str], k: int) ->
 
 
 def bench_size(size: int, corpus: SyntheticCorpus, embedder: Any, args: Any) -> dict[str, Any]:
-    from core.settings import Settings
-    from retrieval import Library
+    from quarry.core.settings import Settings
+    from quarry.retrieval import Library
 
     warmup = [corpus.query() for _ in range(args.warmup)]
     queries = [corpus.query() for _ in range(args.queries)]
@@ -186,8 +186,8 @@ def main() -> None:
     quiet_environment()
     apply_threads(args.threads)
 
-    from core.settings import Settings
-    from retrieval.embedder import SentenceEmbedder
+    from quarry.core.settings import Settings
+    from quarry.retrieval.embedder import SentenceEmbedder
 
     embedder = SentenceEmbedder(Settings().embedding)
     embedder.encode(["warm-up"])

@@ -80,7 +80,7 @@ class Stack:
         return self.data_dir / "logs"
 
     def start(self) -> None:
-        from workers.redis_server import EmbeddedRedis
+        from quarry.workers.redis_server import EmbeddedRedis
 
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.redis = EmbeddedRedis(self.data_dir / "redis").start()
@@ -199,7 +199,7 @@ def job_workers(library: Any, ids: list[str]) -> dict[str, str | None]:
     """Which worker process ran each job (read from the jobs table)."""
     from sqlalchemy import select
 
-    from workers.jobs import JobRow
+    from quarry.workers.jobs import JobRow
 
     with library.store.engine.connect() as conn:
         rows = conn.execute(select(JobRow.id, JobRow.worker).where(JobRow.id.in_(ids))).all()
@@ -280,7 +280,7 @@ def most_at_once(jobs: list[dict[str, Any]]) -> int:
 
 
 def inprocess_ingest(library: Any, collection: str, passages: list[Passage]) -> IngestRun:
-    from retrieval import text_document
+    from quarry.retrieval import text_document
 
     warm = text_document("Warm-up document for the in-process library.", name="warm-up")
     library.ingest_documents("warm-up-in-process", [warm])  # chunker, analyzer, first index: built now
@@ -398,8 +398,8 @@ class InProcessCalls:
     `probe`: how late this event loop wakes a coroutine from a short sleep (its lag)."""
 
     def __init__(self, library: Any, collection: str, questions: list[str]) -> None:
-        from agents.graph import AgentGraph
-        from agents.llm.factory import make_chat_model
+        from quarry.agents.graph import AgentGraph
+        from quarry.agents.llm.factory import make_chat_model
 
         self.library = library
         self.collection = collection
@@ -564,9 +564,9 @@ def main() -> None:
         try:
             stack.start()
             stack.start_worker()
-            from core.settings import Settings
-            from retrieval import Library
-            from retrieval.embedder import SentenceEmbedder
+            from quarry.core.settings import Settings
+            from quarry.retrieval import Library
+            from quarry.retrieval.embedder import SentenceEmbedder
 
             settings = Settings(storage={"data_dir": data_dir})
             embedder = SentenceEmbedder(settings.embedding)  # loads while the service starts

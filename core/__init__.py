@@ -1,8 +1,8 @@
 """Settings, domain types, errors and the command line."""
 
-from core.errors import ConfigurationError, QuarryError
-from core.settings import Settings, get_settings
-from core.types import (
+from quarry.core.errors import ConfigurationError, QuarryError
+from quarry.core.settings import Settings, get_settings
+from quarry.core.types import (
     Answer,
     Chunk,
     Citation,

@@ -1,9 +1,9 @@
 """Evaluation of Quarry on QA sets: loaders, metrics, systems side by side, reports."""
 
-from evals.errors import DatasetError, EvalError, RunDirError
-from evals.report import EvalReport
-from evals.runner import EvalConfig, EvalProgress, arun_eval, load_config, run_eval
-from evals.types import CorpusDoc, Dataset, QAItem
+from quarry.evals.errors import DatasetError, EvalError, RunDirError
+from quarry.evals.report import EvalReport
+from quarry.evals.runner import EvalConfig, EvalProgress, arun_eval, load_config, run_eval
+from quarry.evals.types import CorpusDoc, Dataset, QAItem
 
 __all__ = [
     "CorpusDoc",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigurationError
+from quarry.core.errors import ConfigurationError
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,6 @@ class LlamaIndexRetriever:
 
     def ranked_passages(self, question: str, depth: int) -> list[str]:
         """The first `depth` distinct passage ids, best first."""
-        from evals.metrics import distinct
+        from quarry.evals.metrics import distinct
 
         return distinct((n.passage_id for n in self.retrieve(question)), depth)

@@ -1,6 +1,6 @@
 """Errors of the evals package."""
 
-from core.errors import QuarryError
+from quarry.core.errors import QuarryError
 
 
 class EvalError(QuarryError):

@@ -14,7 +14,7 @@ import string
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 
-from evals.types import LETTERS
+from quarry.evals.types import LETTERS
 
 Matches = Sequence[Collection[int]]  # per ranked passage: indices of the gold entries it satisfies
 

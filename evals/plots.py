@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evals.report import EvalReport
+from quarry.evals.report import EvalReport
 
 _STAGES = ("plan", "retrieve", "read", "write")
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from evals.metrics import latency_summary
-from evals.types import Dataset, QAItem
+from quarry.evals.metrics import latency_summary
+from quarry.evals.types import Dataset, QAItem
 
 STAGES = ("plan", "retrieve", "read", "write", "total")
 _ANSWER_METRICS = ("em", "f1", "contains", "choice")
@@ -343,7 +343,7 @@ sub-questions, which may overlap in time.
 
 def write_outputs(report: EvalReport, run_dir: Path, records: list[dict[str, Any]] | None = None) -> dict[str, Path]:
     """report.json, report.md and the plots, in the run directory."""
-    from evals.plots import write_plots
+    from quarry.evals.plots import write_plots
 
     plots = write_plots(report, records if records is not None else _read_records(run_dir), run_dir)
     (run_dir / "report.json").write_text(json.dumps(report.model_dump(mode="json"), indent=2))

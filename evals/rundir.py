@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
-from evals.errors import RunDirError
+from quarry.evals.errors import RunDirError
 
 CONFIG = "config.json"
 ITEMS = "items.jsonl"

@@ -20,17 +20,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from agents.llm.base import ChatModel
-from agents.reader import ExtractiveReader
-from core.errors import QuarryError
-from core.settings import Settings
-from evals.baselines import BaselinePassage
-from evals.datasets import DatasetName, load_dataset
-from evals.errors import EvalError
-from evals.report import EvalReport, build_report, write_outputs
-from evals.rundir import RunDir, read_setup
-from evals.scoring import GoldResolver, record, score
-from evals.systems import (
+from quarry.agents.reader import ExtractiveReader
+from quarry.core.chat import ChatModel
+from quarry.core.errors import QuarryError
+from quarry.core.settings import Settings
+from quarry.evals.baselines import BaselinePassage
+from quarry.evals.datasets import DatasetName, load_dataset
+from quarry.evals.errors import EvalError
+from quarry.evals.report import EvalReport, build_report, write_outputs
+from quarry.evals.rundir import RunDir, read_setup
+from quarry.evals.scoring import GoldResolver, record, score
+from quarry.evals.systems import (
     AgentSystem,
     LlamaIndexRetrieve,
     SingleShot,
@@ -40,11 +40,11 @@ from evals.systems import (
     library_retrieve,
     parse_system,
 )
-from evals.types import CorpusDoc, Dataset, QAItem
-from retrieval.errors import CollectionNotFoundError, DocumentError
-from retrieval.library import Library
-from retrieval.loaders import safe_source_name, text_document
-from retrieval.sparse import Analyzer
+from quarry.evals.types import CorpusDoc, Dataset, QAItem
+from quarry.retrieval.errors import CollectionNotFoundError, DocumentError
+from quarry.retrieval.library import Library
+from quarry.retrieval.loaders import safe_source_name, text_document
+from quarry.retrieval.sparse import Analyzer
 
 _MODES = {"dense": "dense", "bm25": "sparse", "hybrid": "hybrid"}
 
@@ -321,7 +321,7 @@ def build_systems(
             systems.append(SingleShot(spec.name, retrieve, reader, settings, spec.reorder, model))
         elif spec.base == "llamaindex":
             if llama is None:
-                from retrieval.embedder import pick_device, resolve_model
+                from quarry.retrieval.embedder import pick_device, resolve_model
 
                 llama = LlamaIndexRetrieve(
                     targets.passages,
@@ -389,7 +389,7 @@ async def arun_eval(
     settings = library.settings
     own_model = False
     if config.reader == "llm" and model is None:
-        from agents.llm.factory import make_chat_model
+        from quarry.agents.llm.factory import make_chat_model
 
         model = make_chat_model(settings.llm)
         if model is None:

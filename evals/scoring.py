@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from core.types import Evidence
-from evals.metrics import (
+from quarry.core.types import Evidence
+from quarry.evals.metrics import (
     choice_accuracy,
     citation_precision,
     citation_recall,
@@ -18,8 +18,8 @@ from evals.metrics import (
     retrieval_scores,
     token_f1,
 )
-from evals.systems import Prediction
-from evals.types import QAItem
+from quarry.evals.systems import Prediction
+from quarry.evals.types import QAItem
 
 DocOf = Callable[[str], str]  # a passage's document (source name) -> the id gold is matched against
 

@@ -15,20 +15,20 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from agents.events import discard
-from agents.graph import AgentGraph
-from agents.llm.base import ChatModel
-from agents.reader import ExtractiveReader
-from agents.searcher import LocalExecutor, NodeResult, NodeTask, Searcher
-from agents.writer import EXTRACTIVE_NOTE, NOT_FOUND, Writer
-from core.settings import AgentSettings, Settings
-from core.types import Evidence, NodeState, PlanNode
-from evals.baselines import BaselinePassage, LlamaIndexRetriever
-from evals.errors import EvalError
-from evals.types import QAItem
-from retrieval.library import Library
-from retrieval.reorder import reorder_for_reader
-from retrieval.sparse import Analyzer
+from quarry.agents.events import discard
+from quarry.agents.graph import AgentGraph
+from quarry.agents.reader import ExtractiveReader
+from quarry.agents.searcher import LocalExecutor, NodeResult, NodeTask, Searcher
+from quarry.agents.writer import EXTRACTIVE_NOTE, NOT_FOUND, Writer
+from quarry.core.chat import ChatModel
+from quarry.core.settings import AgentSettings, Settings
+from quarry.core.types import Evidence, NodeState, PlanNode
+from quarry.evals.baselines import BaselinePassage, LlamaIndexRetriever
+from quarry.evals.errors import EvalError
+from quarry.evals.types import QAItem
+from quarry.retrieval.library import Library
+from quarry.retrieval.reorder import reorder_for_reader
+from quarry.retrieval.sparse import Analyzer
 
 BASE_SYSTEMS = ("dense", "bm25", "hybrid", "llamaindex", "agent")
 _ALIASES = {"sparse": "bm25", "llama-index": "llamaindex", "graph": "agent"}

@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from memory.config import InfLLMConfig, SqueezedConfig
-from memory.errors import (
+from quarry.memory.config import InfLLMConfig, SqueezedConfig
+from quarry.memory.errors import (
     ContextMismatchError,
     ContextStoreError,
     MemoryConfigError,
@@ -19,7 +19,7 @@ from memory.errors import (
 )
 
 if TYPE_CHECKING:
-    from memory.engine import (
+    from quarry.memory.engine import (
         LongAnswer,
         LongContextEngine,
         PrecomputeReport,
@@ -27,31 +27,31 @@ if TYPE_CHECKING:
         precompute_context,
         squeezed_generate_kwargs,
     )
-    from memory.infllm import InfLLMCache
-    from memory.interface import ATTENTION_NAME, prepare_model, register_attention
-    from memory.prefix import ask_with_prefix_cache, cache_hit_share, prefix_cached_messages
-    from memory.squeezed import SqueezedCache
-    from memory.store import ContextEntry, ContextKey, ContextStore, ModelFingerprint
+    from quarry.memory.infllm import InfLLMCache
+    from quarry.memory.interface import ATTENTION_NAME, prepare_model, register_attention
+    from quarry.memory.prefix import ask_with_prefix_cache, cache_hit_share, prefix_cached_messages
+    from quarry.memory.squeezed import SqueezedCache
+    from quarry.memory.store import ContextEntry, ContextKey, ContextStore, ModelFingerprint
 
 _LAZY = {
-    "ATTENTION_NAME": "memory.interface",
-    "prepare_model": "memory.interface",
-    "register_attention": "memory.interface",
-    "InfLLMCache": "memory.infllm",
-    "SqueezedCache": "memory.squeezed",
-    "ContextEntry": "memory.store",
-    "ContextKey": "memory.store",
-    "ContextStore": "memory.store",
-    "ModelFingerprint": "memory.store",
-    "LongAnswer": "memory.engine",
-    "LongContextEngine": "memory.engine",
-    "PrecomputeReport": "memory.engine",
-    "infllm_generate_kwargs": "memory.engine",
-    "precompute_context": "memory.engine",
-    "squeezed_generate_kwargs": "memory.engine",
-    "ask_with_prefix_cache": "memory.prefix",
-    "cache_hit_share": "memory.prefix",
-    "prefix_cached_messages": "memory.prefix",
+    "ATTENTION_NAME": "quarry.memory.interface",
+    "prepare_model": "quarry.memory.interface",
+    "register_attention": "quarry.memory.interface",
+    "InfLLMCache": "quarry.memory.infllm",
+    "SqueezedCache": "quarry.memory.squeezed",
+    "ContextEntry": "quarry.memory.store",
+    "ContextKey": "quarry.memory.store",
+    "ContextStore": "quarry.memory.store",
+    "ModelFingerprint": "quarry.memory.store",
+    "LongAnswer": "quarry.memory.engine",
+    "LongContextEngine": "quarry.memory.engine",
+    "PrecomputeReport": "quarry.memory.engine",
+    "infllm_generate_kwargs": "quarry.memory.engine",
+    "precompute_context": "quarry.memory.engine",
+    "squeezed_generate_kwargs": "quarry.memory.engine",
+    "ask_with_prefix_cache": "quarry.memory.prefix",
+    "cache_hit_share": "quarry.memory.prefix",
+    "prefix_cached_messages": "quarry.memory.prefix",
 }
 
 

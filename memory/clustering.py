@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from memory.config import SqueezedConfig
-from memory.squeezed import SqueezedIndex, Thresholds, floor_top, log_sizes
+from quarry.memory.config import SqueezedConfig
+from quarry.memory.squeezed import SqueezedIndex, Thresholds, floor_top, log_sizes
 
 LOG_FLOOR = -80.0  # log-estimates below this share the lowest histogram bin
 BINS = 8000

@@ -8,10 +8,10 @@ import json
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from memory.errors import MemoryConfigError
+from quarry.memory.errors import MemoryConfigError
 
 if TYPE_CHECKING:
-    from core.settings import MemorySettings
+    from quarry.core.settings import MemorySettings
 
 PositionMode = Literal["fixed", "exact"]
 

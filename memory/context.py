@@ -10,11 +10,11 @@ from typing import Any
 
 import torch
 
-from memory.clustering import build_index, calibrate
-from memory.config import SqueezedConfig
-from memory.interface import prepare_model
-from memory.squeezed import ContextPrefillCache, SqueezedCache, Thresholds
-from memory.store import ContextEntry, ContextKey, ModelFingerprint, content_hash
+from quarry.memory.clustering import build_index, calibrate
+from quarry.memory.config import SqueezedConfig
+from quarry.memory.interface import prepare_model
+from quarry.memory.squeezed import ContextPrefillCache, SqueezedCache, Thresholds
+from quarry.memory.store import ContextEntry, ContextKey, ModelFingerprint, content_hash
 
 
 def prefill_context(

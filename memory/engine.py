@@ -22,16 +22,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from memory.config import InfLLMConfig, SqueezedConfig, infllm_config, squeezed_config
-from memory.context import context_cache, prefill_context
-from memory.errors import MemoryConfigError
-from memory.infllm import InfLLMCache
-from memory.interface import ATTENTION_NAME, prepare_model, register_attention
-from memory.prompts import QUESTION_HEADER, READER_INSTRUCTIONS, fixed_context_messages
-from memory.store import ContextEntry, ContextKey, ContextStore, ModelFingerprint, content_hash
+from quarry.memory.config import InfLLMConfig, SqueezedConfig, infllm_config, squeezed_config
+from quarry.memory.context import context_cache, prefill_context
+from quarry.memory.errors import MemoryConfigError
+from quarry.memory.infllm import InfLLMCache
+from quarry.memory.interface import ATTENTION_NAME, prepare_model, register_attention
+from quarry.memory.prompts import QUESTION_HEADER, READER_INSTRUCTIONS, fixed_context_messages
+from quarry.memory.store import ContextEntry, ContextKey, ContextStore, ModelFingerprint, content_hash
 
 if TYPE_CHECKING:
-    from core.settings import Settings
+    from quarry.core.settings import Settings
 
 Mechanism = Literal["squeezed", "infllm", "full"]
 GenerateKwargs = Callable[[Any, Any], Mapping[str, Any]]
@@ -323,7 +323,7 @@ def precompute_context(
     one, the model is loaded for this call."""
     if engine is None:
         if settings is None:
-            from core.settings import get_settings
+            from quarry.core.settings import get_settings
 
             settings = get_settings()
         engine = LongContextEngine.from_settings(settings)

@@ -25,11 +25,11 @@ from typing import Any
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
-from memory.attention import Partial, attend, causal_mask, merge
-from memory.config import InfLLMConfig
-from memory.errors import MemoryConfigError
-from memory.interface import check_model, hand_over
-from memory.rotary import Rotary
+from quarry.memory.attention import Partial, attend, causal_mask, merge
+from quarry.memory.config import InfLLMConfig
+from quarry.memory.errors import MemoryConfigError
+from quarry.memory.interface import check_model, hand_over
+from quarry.memory.rotary import Rotary
 
 # -- pure functions ----------------------------------------------------------------------
 

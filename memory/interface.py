@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 import torch
 
-from memory.attention import exact_attention
-from memory.errors import MemoryConfigError
+from quarry.memory.attention import exact_attention
+from quarry.memory.errors import MemoryConfigError
 
 ATTENTION_NAME = "quarry_memory"
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agents.llm.base import ChatModel, Completion, Message, Usage
-from memory.prompts import READER_INSTRUCTIONS, fixed_context_messages
+from quarry.core.chat import ChatModel, Completion, Message, Usage
+from quarry.memory.prompts import READER_INSTRUCTIONS, fixed_context_messages
 
 
 def prefix_cached_messages(document: str, question: str, instructions: str = READER_INSTRUCTIONS) -> list[Message]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from memory.errors import MemoryConfigError
+from quarry.memory.errors import MemoryConfigError
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,9 @@ from typing import Any
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin, DynamicLayer
 
-from memory.attention import Partial, attend, causal_mask, exact_attention, merge
-from memory.errors import MemoryConfigError
-from memory.interface import check_model, hand_over
+from quarry.memory.attention import Partial, attend, causal_mask, exact_attention, merge
+from quarry.memory.errors import MemoryConfigError
+from quarry.memory.interface import check_model, hand_over
 
 INDEX_TENSORS = (
     "keys",

@@ -22,9 +22,9 @@ from typing import Any
 
 import torch
 
-from memory.config import SqueezedConfig
-from memory.errors import ContextMismatchError, ContextStoreError
-from memory.squeezed import INDEX_TENSORS, SqueezedIndex, Thresholds
+from quarry.memory.config import SqueezedConfig
+from quarry.memory.errors import ContextMismatchError, ContextStoreError
+from quarry.memory.squeezed import INDEX_TENSORS, SqueezedIndex, Thresholds
 
 FORMAT = "quarry-context/1"
 

@@ -1,6 +1,6 @@
 """Ingestion of document collections and hybrid retrieval over them."""
 
-from retrieval.errors import (
+from quarry.retrieval.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
     CorruptDocumentError,
@@ -14,10 +14,10 @@ from retrieval.errors import (
     UndecodableTextError,
     UnsupportedTypeError,
 )
-from retrieval.library import Library
-from retrieval.loaders import text_document
-from retrieval.pipeline import SearchMode
-from retrieval.reorder import reorder_for_reader
+from quarry.retrieval.library import Library
+from quarry.retrieval.loaders import text_document
+from quarry.retrieval.pipeline import SearchMode
+from quarry.retrieval.reorder import reorder_for_reader
 
 __all__ = [
     "CollectionExistsError",

@@ -7,7 +7,7 @@ import bisect
 from collections.abc import Callable
 from typing import Any
 
-from core.types import Chunk, SourceDocument
+from quarry.core.types import Chunk, SourceDocument
 
 Tokenize = Callable[[str], list[int]]
 

@@ -14,7 +14,7 @@ from typing import Any
 import faiss as _faiss
 import numpy as np
 
-from retrieval.errors import IndexCorruptError
+from quarry.retrieval.errors import IndexCorruptError
 
 faiss: Any = _faiss  # the SWIG bindings' bundled stubs miss most of the real signatures
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import ConfigurationError
-from core.settings import DEFAULT_EMBEDDING_MODEL, EmbeddingSettings
+from quarry.core.errors import ConfigurationError
+from quarry.core.settings import DEFAULT_EMBEDDING_MODEL, EmbeddingSettings
 
 
 def resolve_model(name: str) -> str:

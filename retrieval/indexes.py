@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.settings import IndexSettings
-from retrieval.dense import DenseIndex
-from retrieval.errors import IndexCorruptError
-from retrieval.sparse import Analyzer, SparseIndex
+from quarry.core.settings import IndexSettings
+from quarry.retrieval.dense import DenseIndex
+from quarry.retrieval.errors import IndexCorruptError
+from quarry.retrieval.sparse import Analyzer, SparseIndex
 
 FetchVectors = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 FetchTexts = Callable[[np.ndarray], list[str]]

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from core.settings import IngestSettings
-from core.types import Chunk, DocumentFailure, DocumentStatus, IngestReport, SourceDocument
-from retrieval.chunking import Chunker
-from retrieval.embedder import SentenceEmbedder
-from retrieval.errors import DocumentError
-from retrieval.indexes import CollectionIndex
-from retrieval.loaders import load_file, media_type_for
-from retrieval.storage import PreparedDocument, Store
+from quarry.core.settings import IngestSettings
+from quarry.core.types import Chunk, DocumentFailure, DocumentStatus, IngestReport, SourceDocument
+from quarry.retrieval.chunking import Chunker
+from quarry.retrieval.embedder import SentenceEmbedder
+from quarry.retrieval.errors import DocumentError
+from quarry.retrieval.indexes import CollectionIndex
+from quarry.retrieval.loaders import load_file, media_type_for
+from quarry.retrieval.storage import PreparedDocument, Store
 
 
 @dataclass(frozen=True)

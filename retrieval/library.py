@@ -10,19 +10,19 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import ConfigurationError
-from core.settings import Settings, get_settings
-from core.types import CollectionInfo, DocumentInfo, Hit, IngestReport, SourceDocument
-from retrieval.chunking import Chunker
-from retrieval.embedder import SentenceEmbedder
-from retrieval.errors import CollectionNotFoundError
-from retrieval.indexes import CollectionIndex
-from retrieval.ingest import FileItem, Ingestor, ProgressCallback
-from retrieval.loaders import iter_files
-from retrieval.pipeline import HybridRetriever, SearchMode
-from retrieval.rerank import CrossEncoderReranker
-from retrieval.sparse import Analyzer
-from retrieval.storage import DEFAULT_TENANT, CollectionRow, Store, validate_collection_name
+from quarry.core.errors import ConfigurationError
+from quarry.core.settings import Settings, get_settings
+from quarry.core.types import CollectionInfo, DocumentInfo, Hit, IngestReport, SourceDocument
+from quarry.retrieval.chunking import Chunker
+from quarry.retrieval.embedder import SentenceEmbedder
+from quarry.retrieval.errors import CollectionNotFoundError
+from quarry.retrieval.indexes import CollectionIndex
+from quarry.retrieval.ingest import FileItem, Ingestor, ProgressCallback
+from quarry.retrieval.loaders import iter_files
+from quarry.retrieval.pipeline import HybridRetriever, SearchMode
+from quarry.retrieval.rerank import CrossEncoderReranker
+from quarry.retrieval.sparse import Analyzer
+from quarry.retrieval.storage import DEFAULT_TENANT, CollectionRow, Store, validate_collection_name
 
 
 class Library:

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from core.settings import IngestSettings
-from core.types import SourceDocument
-from retrieval.errors import (
+from quarry.core.settings import IngestSettings
+from quarry.core.types import SourceDocument
+from quarry.retrieval.errors import (
     CorruptDocumentError,
     DocumentError,
     DocumentTooLargeError,

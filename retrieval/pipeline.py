@@ -7,15 +7,15 @@ from enum import StrEnum
 
 import numpy as np
 
-from core.settings import SearchSettings
-from core.types import Hit
-from retrieval.embedder import SentenceEmbedder
-from retrieval.errors import InvalidQueryError
-from retrieval.fusion import reciprocal_rank_fusion
-from retrieval.indexes import CollectionIndex
-from retrieval.reorder import reorder_for_reader
-from retrieval.rerank import CrossEncoderReranker
-from retrieval.storage import Store, StoredChunk
+from quarry.core.settings import SearchSettings
+from quarry.core.types import Hit
+from quarry.retrieval.embedder import SentenceEmbedder
+from quarry.retrieval.errors import InvalidQueryError
+from quarry.retrieval.fusion import reciprocal_rank_fusion
+from quarry.retrieval.indexes import CollectionIndex
+from quarry.retrieval.reorder import reorder_for_reader
+from quarry.retrieval.rerank import CrossEncoderReranker
+from quarry.retrieval.storage import Store, StoredChunk
 
 
 class SearchMode(StrEnum):

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import ConfigurationError
-from retrieval.embedder import pick_device
+from quarry.core.errors import ConfigurationError
+from quarry.retrieval.embedder import pick_device
 
 
 class CrossEncoderReranker:

@@ -27,7 +27,7 @@ from typing import Any
 import bm25s
 import numpy as np
 
-from retrieval.errors import IndexCorruptError
+from quarry.retrieval.errors import IndexCorruptError
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STOPWORDS = frozenset(bm25s.stopwords.STOPWORDS_EN)

@@ -37,8 +37,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from core.types import Chunk, CollectionInfo, DocumentInfo, DocumentStatus, SourceDocument
-from retrieval.errors import (
+from quarry.core.types import Chunk, CollectionInfo, DocumentInfo, DocumentStatus, SourceDocument
+from quarry.retrieval.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
     DocumentNotFoundError,

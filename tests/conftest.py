@@ -12,10 +12,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from core.settings import Settings  # noqa: E402
-from retrieval.embedder import SentenceEmbedder  # noqa: E402
-from retrieval.library import Library  # noqa: E402
-from retrieval.storage import Store  # noqa: E402
+from quarry.core.settings import Settings  # noqa: E402
+from quarry.retrieval.embedder import SentenceEmbedder  # noqa: E402
+from quarry.retrieval.library import Library  # noqa: E402
+from quarry.retrieval.storage import Store  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("QUARRY_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 EVAL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "eval"
@@ -78,7 +78,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     else:
         s = Store(request.getfixturevalue("postgres_url"))
     yield s
-    from retrieval.storage import Base
+    from quarry.retrieval.storage import Base
 
     Base.metadata.drop_all(s.engine)
     s.close()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
-from core.errors import ConfigurationError
-from core.settings import Settings
+from quarry.core.errors import ConfigurationError
+from quarry.core.settings import Settings
 
 QUEUES = ("ingest", "search", "gpu", "research")
 TASK_QUEUES = {
@@ -46,7 +46,7 @@ def make_celery(settings: Settings, register: bool = False) -> Celery:
         worker_send_task_events=False,
     )
     if register:
-        from workers.tasks import register_tasks
+        from quarry.workers.tasks import register_tasks
 
         register_tasks(app, settings)
     return app

@@ -8,8 +8,8 @@ import asyncio
 from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
-from agents.errors import AgentError
-from agents.searcher import NodeResult, NodeTask
+from quarry.agents.errors import AgentError
+from quarry.agents.searcher import NodeResult, NodeTask
 
 
 class CeleryExecutor:

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
-from core.errors import QuarryError
+from quarry.core.errors import QuarryError
 
 
 class JobNotFoundError(QuarryError):

@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from core.errors import ConfigurationError
+from quarry.core.errors import ConfigurationError
 
 
 def _free_port() -> int:

@@ -21,10 +21,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError
 
-from core.errors import QuarryError
-from core.settings import Settings
-from core.types import Answer
-from workers.jobs import JobCancelledError, JobStatus, JobStore
+from quarry.core.errors import QuarryError
+from quarry.core.settings import Settings
+from quarry.core.types import Answer
+from quarry.workers.jobs import JobCancelledError, JobStatus, JobStore
 
 TRANSIENT = (OperationalError, RedisConnectionError, ConnectionError)
 log = logging.getLogger("quarry.workers")
@@ -39,7 +39,7 @@ class Runtime:
 
     @cached_property
     def library(self) -> Any:
-        from retrieval.library import Library
+        from quarry.retrieval.library import Library
 
         return Library(self.settings)
 
@@ -49,25 +49,25 @@ class Runtime:
 
     @cached_property
     def model(self) -> Any:
-        from agents.llm.factory import make_chat_model
+        from quarry.agents.llm.factory import make_chat_model
 
         return make_chat_model(self.settings.llm)
 
     @cached_property
     def memory_engine(self) -> Any:
-        from memory.engine import LongContextEngine
+        from quarry.memory.engine import LongContextEngine
 
         return LongContextEngine.from_settings(self.settings)
 
     def long_reader(self, tenant: str) -> Any:
         """The whole-document reader the configured generator supports (none if extractive)."""
-        from agents.long_reader import make_long_reader
+        from quarry.agents.long_reader import make_long_reader
 
         # one memory engine (and model) per worker process
         return make_long_reader(self.settings, self.library.store, self.model, lambda: self.memory_engine)
 
     def agent(self, tenant: str) -> Any:
-        from agents.graph import AgentGraph
+        from quarry.agents.graph import AgentGraph
 
         library = self.library.for_tenant(tenant)
         return AgentGraph(library, model=self.model, long_reader=self.long_reader(tenant))
@@ -143,7 +143,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
                 files = [(Path(p), source) for p, source in job.params["paths"]]
                 report = library.ingest_files(job.collection, files, progress)
             elif job.params.get("documents"):
-                from retrieval.loaders import text_document
+                from quarry.retrieval.loaders import text_document
 
                 docs = [text_document(d["text"], d["name"], d.get("title")) for d in job.params["documents"]]
                 # the API made the collection when it accepted the job: one deleted since stays deleted
@@ -169,7 +169,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     @app.task(name="quarry.research_job", bind=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
     def research_job(self: Task, job_id: str) -> str:
         def body(job: Any) -> dict[str, Any]:
-            from agents.research import Researcher
+            from quarry.agents.research import Researcher
 
             agent = runtime.agent(job.tenant)
             done = {a["question"]: Answer.model_validate(a) for a in job.partial}
@@ -197,7 +197,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     @app.task(name="quarry.eval_job", bind=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
     def eval_job(self: Task, job_id: str) -> str:
         def body(job: Any) -> dict[str, Any]:
-            from evals.runner import EvalConfig, run_eval
+            from quarry.evals.runner import EvalConfig, run_eval
 
             config = EvalConfig.model_validate(job.params)
             out = settings.storage.data_dir / "evals" / job.id
@@ -215,7 +215,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     def precompute_context(tenant: str, collection: str, document_id: int) -> str:
         """Prefill and cluster a long document's fixed context once (idempotent: the store
         is keyed by model, content hash and configuration)."""
-        from memory.engine import precompute_context as precompute
+        from quarry.memory.engine import precompute_context as precompute
 
         library = runtime.library.for_tenant(tenant)
         text = library.store.document_text(document_id)
@@ -226,7 +226,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
 
     @app.task(name="quarry.search_node", autoretry_for=TRANSIENT, retry_backoff=True, max_retries=2)
     def search_node(task_json: str) -> str:
-        from agents.searcher import NodeTask, Searcher
+        from quarry.agents.searcher import NodeTask, Searcher
 
         task = NodeTask.model_validate_json(task_json)
         agent = runtime.agent(task.tenant)

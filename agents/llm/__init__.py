@@ -1,10 +1,10 @@
 """Language-model backends behind one small `ChatModel` protocol."""
 
-from agents.llm.base import ChatModel, Completion, Message, StreamChunk, Usage
-from agents.llm.factory import make_chat_model
-from agents.llm.hf import HFChatModel
-from agents.llm.openai import OpenAIChatModel
-from agents.llm.vllm import VLLMChatModel
+from quarry.agents.llm.factory import make_chat_model
+from quarry.agents.llm.hf import HFChatModel
+from quarry.agents.llm.openai import OpenAIChatModel
+from quarry.agents.llm.vllm import VLLMChatModel
+from quarry.core.chat import ChatModel, Completion, Message, StreamChunk, Usage
 
 __all__ = [
     "ChatModel",

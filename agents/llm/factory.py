@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from agents.errors import LLMUnavailableError
-from agents.llm.base import ChatModel
-from core.settings import LLMSettings
+from quarry.agents.errors import LLMUnavailableError
+from quarry.core.chat import ChatModel
+from quarry.core.settings import LLMSettings
 
 
 def make_chat_model(settings: LLMSettings) -> ChatModel | None:
@@ -17,15 +17,15 @@ def make_chat_model(settings: LLMSettings) -> ChatModel | None:
         what = "the model name the endpoint serves" if settings.backend == "openai" else "a model folder or hub id"
         raise LLMUnavailableError(f"llm.backend={settings.backend!r} needs llm.model (QUARRY_LLM__MODEL): {what}")
     if settings.backend == "openai":
-        from agents.llm.openai import OpenAIChatModel
+        from quarry.agents.llm.openai import OpenAIChatModel
 
         return OpenAIChatModel(settings)
     if settings.backend == "vllm":
-        from agents.llm.vllm import VLLMChatModel
+        from quarry.agents.llm.vllm import VLLMChatModel
 
         return VLLMChatModel(settings)
     if settings.backend == "hf":
-        from agents.llm.hf import HFChatModel
+        from quarry.agents.llm.hf import HFChatModel
 
         return HFChatModel(settings)
     raise LLMUnavailableError(f"unknown llm.backend {settings.backend!r}")

@@ -9,11 +9,11 @@ from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agents.errors import LLMError, LLMUnavailableError
-from agents.llm.base import Completion, Message, StreamChunk, Usage
-from agents.llm.prompts import json_instruction
-from agents.llm.structured import complete_json
-from core.settings import LLMSettings
+from quarry.agents.errors import LLMError, LLMUnavailableError
+from quarry.agents.llm.prompts import json_instruction
+from quarry.agents.llm.structured import complete_json
+from quarry.core.chat import Completion, Message, StreamChunk, Usage
+from quarry.core.settings import LLMSettings
 
 GenerateKwargs = Callable[[Any, Any], Mapping[str, Any]]
 """(model, input_ids of shape (1, T)) -> extra keyword arguments for `model.generate`."""

@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 
-from agents.errors import LLMError, LLMUnavailableError
-from agents.llm.base import Completion, Message, StreamChunk, Usage
-from agents.llm.structured import complete_json
-from core.settings import LLMSettings
+from quarry.agents.errors import LLMError, LLMUnavailableError
+from quarry.agents.llm.structured import complete_json
+from quarry.core.chat import Completion, Message, StreamChunk, Usage
+from quarry.core.settings import LLMSettings
 
 RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 # transient transport failures; others (bad URL scheme, proxy set-up) fail at once

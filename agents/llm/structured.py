@@ -11,9 +11,9 @@ from jsonschema import SchemaError, validators
 from jsonschema.exceptions import best_match
 from jsonschema.protocols import Validator
 
-from agents.errors import LLMError, LLMOutputError
-from agents.llm.base import Completion, Message, Usage
-from agents.llm.prompts import json_retry
+from quarry.agents.errors import LLMError, LLMOutputError
+from quarry.agents.llm.prompts import json_retry
+from quarry.core.chat import Completion, Message, Usage
 
 CompleteFn = Callable[[list[Message]], Awaitable[Completion]]
 

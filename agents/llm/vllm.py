@@ -8,10 +8,10 @@ import threading
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
-from agents.errors import LLMError, LLMUnavailableError
-from agents.llm.base import Completion, Message, StreamChunk, Usage
-from agents.llm.structured import complete_json
-from core.settings import LLMSettings
+from quarry.agents.errors import LLMError, LLMUnavailableError
+from quarry.agents.llm.structured import complete_json
+from quarry.core.chat import Completion, Message, StreamChunk, Usage
+from quarry.core.settings import LLMSettings
 
 INSTALL_HINT = "the vllm backend needs vLLM, which is not installed; install the gpu extra: pip install -e '.[gpu]'"
 

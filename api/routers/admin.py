@@ -8,9 +8,9 @@ from fastapi import APIRouter, HTTPException, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from api.deps import AdminDep, PrincipalDep, ServicesDep
-from api.keys import KeyInfo
-from api.schemas import Health, KeyCreate, KeyCreated, WhoAmI
+from quarry.api.deps import AdminDep, PrincipalDep, ServicesDep
+from quarry.api.keys import KeyInfo
+from quarry.api.schemas import Health, KeyCreate, KeyCreated, WhoAmI
 
 router = APIRouter(tags=["admin"])
 

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from agents.events import ErrorEvent
-from api.deps import PrincipalDep, ServicesDep, check_scope
-from api.errors import status_for
-from api.schemas import AnswerOut, AskRequest, SearchRequest, SearchResponse
-from core.errors import QuarryError
+from quarry.agents.events import ErrorEvent
+from quarry.api.deps import PrincipalDep, ServicesDep, check_scope
+from quarry.api.errors import status_for
+from quarry.api.schemas import AnswerOut, AskRequest, SearchRequest, SearchResponse
+from quarry.core.errors import QuarryError
 
 router = APIRouter(prefix="/v1/collections", tags=["search"])
 

@@ -7,13 +7,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, HTTPException, Query, Response, UploadFile, status
 
-from api.deps import PrincipalDep, ServicesDep, WriterDep, check_scope
-from api.routers.jobs import job_out
-from api.schemas import CollectionCreate, CollectionOut, JobOut, TextDocuments
-from api.uploads import read_uploads
-from core.types import DocumentInfo
-from retrieval.errors import CollectionNotFoundError
-from retrieval.loaders import media_type_for, safe_source_name
+from quarry.api.deps import PrincipalDep, ServicesDep, WriterDep, check_scope
+from quarry.api.routers.jobs import job_out
+from quarry.api.schemas import CollectionCreate, CollectionOut, JobOut, TextDocuments
+from quarry.api.uploads import read_uploads
+from quarry.core.types import DocumentInfo
+from quarry.retrieval.errors import CollectionNotFoundError
+from quarry.retrieval.loaders import media_type_for, safe_source_name
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
 

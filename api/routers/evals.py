@@ -8,9 +8,9 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
 
-from api.deps import AdminDep, ServicesDep
-from api.routers.jobs import job_out
-from api.schemas import JobOut, _In
+from quarry.api.deps import AdminDep, ServicesDep
+from quarry.api.routers.jobs import job_out
+from quarry.api.schemas import JobOut, _In
 
 router = APIRouter(prefix="/v1/evals", tags=["evals"])
 
@@ -29,7 +29,7 @@ class EvalCreate(_In):
 def create(body: EvalCreate, services: ServicesDep, principal: AdminDep) -> JobOut:
     from pydantic import ValidationError
 
-    from evals.runner import EvalConfig
+    from quarry.evals.runner import EvalConfig
 
     fields: dict[str, Any] = {k: v for k, v in body.model_dump().items() if v is not None}
     try:

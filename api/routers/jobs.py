@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from api.deps import PrincipalDep, ServicesDep
-from api.schemas import JobOut
-from workers.jobs import JobInfo
+from quarry.api.deps import PrincipalDep, ServicesDep
+from quarry.api.schemas import JobOut
+from quarry.workers.jobs import JobInfo
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 

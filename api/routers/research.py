@@ -7,12 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import PlainTextResponse, Response
 
-from agents.research import assemble
-from api.deps import PrincipalDep, ServicesDep, check_scope
-from api.routers.jobs import job_out
-from api.schemas import JobOut, ResearchCreate
-from core.types import Answer
-from workers.jobs import JobInfo, JobStatus
+from quarry.agents.research import assemble
+from quarry.api.deps import PrincipalDep, ServicesDep, check_scope
+from quarry.api.routers.jobs import job_out
+from quarry.api.schemas import JobOut, ResearchCreate
+from quarry.core.types import Answer
+from quarry.workers.jobs import JobInfo, JobStatus
 
 router = APIRouter(prefix="/v1/research", tags=["research"])
 

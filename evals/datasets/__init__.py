@@ -6,15 +6,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from evals.datasets.common import load_passages
-from evals.datasets.hotpotqa import load_hotpotqa
-from evals.datasets.leval import load_leval
-from evals.datasets.musique import load_musique
-from evals.datasets.needle import load_needle
-from evals.datasets.qa_jsonl import load_qa_jsonl
-from evals.datasets.squad import load_squad
-from evals.errors import DatasetError
-from evals.types import Dataset
+from quarry.evals.datasets.common import load_passages
+from quarry.evals.datasets.hotpotqa import load_hotpotqa
+from quarry.evals.datasets.leval import load_leval
+from quarry.evals.datasets.musique import load_musique
+from quarry.evals.datasets.needle import load_needle
+from quarry.evals.datasets.qa_jsonl import load_qa_jsonl
+from quarry.evals.datasets.squad import load_squad
+from quarry.evals.errors import DatasetError
+from quarry.evals.types import Dataset
 
 DatasetName = Literal["hotpotqa", "squad", "musique", "leval", "needle", "jsonl"]
 DATASETS: tuple[str, ...] = ("hotpotqa", "squad", "musique", "leval", "needle", "jsonl")

@@ -14,7 +14,7 @@ from json.scanner import py_make_scanner  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
-from evals.errors import DatasetError
+from quarry.evals.errors import DatasetError
 
 
 class Located(dict[str, Any]):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from evals.datasets._io import Located, iter_jsonl, need, optional_str, require_str
-from evals.errors import DatasetError
-from evals.types import LETTERS, CorpusDoc, QAItem
+from quarry.evals.datasets._io import Located, iter_jsonl, need, optional_str, require_str
+from quarry.evals.errors import DatasetError
+from quarry.evals.types import LETTERS, CorpusDoc, QAItem
 
 _TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".text")
 _OPTION = re.compile(r"^\s*\(?([A-Z])[\).:]\s+(\S.*)$")

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evals.datasets._io import Located, need, read_json, require_str, where
-from evals.datasets.common import UniqueIds, corpus_doc
-from evals.errors import DatasetError
-from evals.types import CorpusDoc, Dataset, QAItem
+from quarry.evals.datasets._io import Located, need, read_json, require_str, where
+from quarry.evals.datasets.common import UniqueIds, corpus_doc
+from quarry.evals.errors import DatasetError
+from quarry.evals.types import CorpusDoc, Dataset, QAItem
 
 
 def paragraph_text(sentences: list[str]) -> str:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evals.datasets._io import iter_jsonl, need, optional_str, require_str, str_list
-from evals.datasets.common import answer_letters, corpus_doc, parse_options
-from evals.errors import DatasetError
-from evals.types import Dataset, QAItem
+from quarry.evals.datasets._io import iter_jsonl, need, optional_str, require_str, str_list
+from quarry.evals.datasets.common import answer_letters, corpus_doc, parse_options
+from quarry.evals.errors import DatasetError
+from quarry.evals.types import Dataset, QAItem
 
 
 def load_leval(path: Path) -> Dataset:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evals.datasets._io import iter_jsonl, need, require_str, str_list
-from evals.datasets.common import UniqueIds, corpus_doc
-from evals.errors import DatasetError
-from evals.types import CorpusDoc, Dataset, QAItem
+from quarry.evals.datasets._io import iter_jsonl, need, require_str, str_list
+from quarry.evals.datasets.common import UniqueIds, corpus_doc
+from quarry.evals.errors import DatasetError
+from quarry.evals.types import CorpusDoc, Dataset, QAItem
 
 
 def load_musique(path: Path) -> Dataset:

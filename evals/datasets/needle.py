@@ -13,9 +13,9 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from evals.datasets._io import Located, need, read_json
-from evals.errors import DatasetError
-from evals.types import CorpusDoc, Dataset, QAItem
+from quarry.evals.datasets._io import Located, need, read_json
+from quarry.evals.errors import DatasetError
+from quarry.evals.types import CorpusDoc, Dataset, QAItem
 
 DEFAULT_LENGTHS = (1000, 4000, 16000)
 DEFAULT_DEPTHS = (0, 25, 50, 75, 100)

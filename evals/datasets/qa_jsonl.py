@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evals.datasets._io import iter_jsonl, need, optional_str, require_str, str_list
-from evals.datasets.common import UniqueIds, check_scopes, choice_item_answers, load_passages
-from evals.errors import DatasetError
-from evals.types import Dataset, QAItem
+from quarry.evals.datasets._io import iter_jsonl, need, optional_str, require_str, str_list
+from quarry.evals.datasets.common import UniqueIds, check_scopes, choice_item_answers, load_passages
+from quarry.evals.errors import DatasetError
+from quarry.evals.types import Dataset, QAItem
 
 QA_NAMES = ("qa.jsonl", "questions.jsonl")
 CORPUS_NAMES = ("corpus.jsonl", "passages.jsonl")

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evals.datasets._io import Located, need, read_json, require_str
-from evals.datasets.common import UniqueIds, corpus_doc
-from evals.datasets.qa_jsonl import load_qa_jsonl
-from evals.errors import DatasetError
-from evals.types import Dataset, QAItem
+from quarry.evals.datasets._io import Located, need, read_json, require_str
+from quarry.evals.datasets.common import UniqueIds, corpus_doc
+from quarry.evals.datasets.qa_jsonl import load_qa_jsonl
+from quarry.evals.errors import DatasetError
+from quarry.evals.types import Dataset, QAItem
 
 
 def load_squad(path: Path) -> Dataset:

@@ -8,8 +8,8 @@ import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from agents import prompts
-from agents.llm.base import Completion, Message, StreamChunk, Usage
+from quarry.agents import prompts
+from quarry.core.chat import Completion, Message, StreamChunk, Usage
 
 
 class ScriptedModel:

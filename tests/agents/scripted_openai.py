@@ -119,7 +119,7 @@ class ScriptedOpenAI:
         return _sse(reply.events, pause_s=0.001, headers=reply.headers)
 
     async def _from_model(self, body: dict[str, Any]) -> Response:
-        from agents.llm.base import Message
+        from quarry.core.chat import Message
 
         messages = [Message(role=m["role"], content=m["content"]) for m in body["messages"]]
         if not body.get("stream"):

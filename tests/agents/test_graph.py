@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from agents.events import EventAdapter
-from agents.graph import AgentGraph
-from agents.research import Researcher
-from core.types import NodeState
-from retrieval.embedder import SentenceEmbedder
-from retrieval.library import Library
-from retrieval.loaders import text_document
+from quarry.agents.events import EventAdapter
+from quarry.agents.graph import AgentGraph
+from quarry.agents.research import Researcher
+from quarry.core.types import NodeState
+from quarry.retrieval.embedder import SentenceEmbedder
+from quarry.retrieval.library import Library
+from quarry.retrieval.loaders import text_document
 from tests.agents.scripted import ScriptedModel
 from tests.conftest import make_settings
 
@@ -214,7 +214,7 @@ def test_research_report_numbers_citations_across_sections(library: Library, tmp
 def test_reordering_for_the_model_can_be_switched_off(library: Library) -> None:
     import re
 
-    from retrieval.reorder import reorder_for_reader
+    from quarry.retrieval.reorder import reorder_for_reader
 
     plan = {"ops": [{"op": "add_node", "id": "a", "question": "Which letters begin the Greek alphabet?"}]}
 

@@ -7,9 +7,9 @@ import importlib.util
 
 import pytest
 
-from agents.errors import LLMUnavailableError
-from agents.llm import ChatModel, HFChatModel, OpenAIChatModel, VLLMChatModel, make_chat_model
-from core.settings import LLMSettings
+from quarry.agents.errors import LLMUnavailableError
+from quarry.agents.llm import ChatModel, HFChatModel, OpenAIChatModel, VLLMChatModel, make_chat_model
+from quarry.core.settings import LLMSettings
 
 VLLM_INSTALLED = importlib.util.find_spec("vllm") is not None
 

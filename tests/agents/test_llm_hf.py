@@ -13,10 +13,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer, DynamicCache, LlamaConfig, LlamaForCausalLM
 
-from agents.errors import LLMOutputError, LLMUnavailableError
-from agents.llm import Completion, HFChatModel, Message, StreamChunk
-from core.settings import DEFAULT_EMBEDDING_MODEL, LLMSettings
-from retrieval.embedder import resolve_model
+from quarry.agents.errors import LLMOutputError, LLMUnavailableError
+from quarry.agents.llm import Completion, HFChatModel, Message, StreamChunk
+from quarry.core.settings import DEFAULT_EMBEDDING_MODEL, LLMSettings
+from quarry.retrieval.embedder import resolve_model
 
 QUESTION = [Message(role="system", content="Answer briefly."), Message(role="user", content="Where is the Louvre?")]
 CHAT_TEMPLATE = (

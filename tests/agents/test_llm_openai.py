@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from agents.errors import LLMError, LLMOutputError
-from agents.llm import Message, OpenAIChatModel, StreamChunk
-from core.settings import LLMSettings
+from quarry.agents.errors import LLMError, LLMOutputError
+from quarry.agents.llm import Message, OpenAIChatModel, StreamChunk
+from quarry.core.settings import LLMSettings
 from tests.agents.scripted_openai import Reply, ScriptedOpenAI, chat_reply, stream_reply
 
 QUESTION = [Message(role="system", content="Be brief."), Message(role="user", content="Capital of France?")]

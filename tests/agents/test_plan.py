@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agents.plan import AddEdge, AddNode, Finish, PlanGraph, parse_ops
-from core.settings import AgentSettings
-from core.types import NodeState
+from quarry.agents.plan import AddEdge, AddNode, Finish, PlanGraph, parse_ops
+from quarry.core.settings import AgentSettings
+from quarry.core.types import NodeState
 
 
 def _graph(**limits: int) -> PlanGraph:

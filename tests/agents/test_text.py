@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agents.text import prose_sentences, split_sentences
+from quarry.agents.text import prose_sentences, split_sentences
 
 DOC = """## Searching
 

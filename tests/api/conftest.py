@@ -92,7 +92,7 @@ class Live:
 def start_live(tmp: Path, redis_url: str, database_url: str | None = None, **service: Any) -> Live:
     import uvicorn
 
-    from api.app import create_app
+    from quarry.api.app import create_app
 
     port = free_port()
     tmp.mkdir(parents=True, exist_ok=True)

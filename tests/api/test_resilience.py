@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.chunking import Chunker
-from retrieval.embedder import SentenceEmbedder
-from retrieval.loaders import text_document
+from quarry.retrieval.chunking import Chunker
+from quarry.retrieval.embedder import SentenceEmbedder
+from quarry.retrieval.loaders import text_document
+from quarry.workers.redis_server import EmbeddedRedis
 from tests.api.conftest import REDIS_URL, start_live, stop_live
-from workers.redis_server import EmbeddedRedis
 
 pytestmark = pytest.mark.slow
 
@@ -133,9 +133,9 @@ def test_two_workers_two_machines_share_postgres(tmp_path: Path, postgres_url: s
         stop_live(live)
         from sqlalchemy import create_engine
 
-        from api.keys import KeyBase
-        from retrieval.storage import Base
-        from workers.jobs import JobBase
+        from quarry.api.keys import KeyBase
+        from quarry.retrieval.storage import Base
+        from quarry.workers.jobs import JobBase
 
         engine = create_engine(postgres_url)
         for base in (JobBase, KeyBase, Base):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from api.keys import KeyStore
-from api.services import Services
-from retrieval.library import Library
-from retrieval.loaders import text_document
-from workers.jobs import JobStore
+from quarry.api.keys import KeyStore
+from quarry.api.services import Services
+from quarry.retrieval.library import Library
+from quarry.retrieval.loaders import text_document
+from quarry.workers.jobs import JobStore
 
 
 def test_one_agent_per_tenant_serves_concurrent_questions(library: Library) -> None:

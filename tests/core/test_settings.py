@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from core.settings import Settings
+from quarry.core.settings import Settings
 
 
 def test_defaults() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typing
 
-from core.settings import Settings
-from core.settings_doc import DOC, rewrite
+from quarry.core.settings import Settings
+from quarry.core.settings_doc import DOC, rewrite
 
 
 def test_every_setting_is_documented() -> None:
@@ -22,4 +22,4 @@ def test_every_setting_is_documented() -> None:
 
 def test_generated_tables_are_current() -> None:
     text = DOC.read_text(encoding="utf-8")
-    assert rewrite(text) == text, "run `python -m core.settings_doc`"
+    assert rewrite(text) == text, "run `python -m quarry.core.settings_doc`"

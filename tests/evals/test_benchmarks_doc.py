@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from evals.benchmarks_doc import main, render
-from evals.report import EvalReport, Latency, SystemSummary
+from quarry.evals.benchmarks_doc import main, render
+from quarry.evals.report import EvalReport, Latency, SystemSummary
 from tests.evals.test_datasets import HOTPOT
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from evals.datasets import load_dataset
-from evals.datasets.needle import haystack
-from evals.errors import DatasetError
+from quarry.evals.datasets import load_dataset
+from quarry.evals.datasets.needle import haystack
+from quarry.evals.errors import DatasetError
 
 
 def _jsonl(path: Path, records: list[object]) -> Path:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.types import Evidence
-from evals.metrics import (
+from quarry.core.types import Evidence
+from quarry.evals.metrics import (
     all_gold_at_k,
     choice_accuracy,
     citation_precision,
@@ -22,9 +22,9 @@ from evals.metrics import (
     retrieval_scores,
     token_f1,
 )
-from evals.scoring import GoldResolver, score
-from evals.systems import Prediction, clean_answer, parse_system
-from evals.types import QAItem
+from quarry.evals.scoring import GoldResolver, score
+from quarry.evals.systems import Prediction, clean_answer, parse_system
+from quarry.evals.types import QAItem
 
 
 def test_squad_normalisation() -> None:

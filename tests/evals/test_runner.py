@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from core.settings import get_settings
-from evals import EvalConfig, EvalProgress, run_eval
-from evals.errors import EvalError, RunDirError
-from evals.rundir import RunDir
-from retrieval.library import Library
-from retrieval.loaders import text_document
+from quarry.core.settings import get_settings
+from quarry.evals import EvalConfig, EvalProgress, run_eval
+from quarry.evals.errors import EvalError, RunDirError
+from quarry.evals.rundir import RunDir
+from quarry.retrieval.library import Library
+from quarry.retrieval.loaders import text_document
 
 CORPUS = [
     ("eiffel", "Eiffel Tower", "The Eiffel Tower is a wrought-iron lattice tower in Paris. It was completed in 1889."),
@@ -192,8 +192,8 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def test_cli(workdir: Path, qa_dir: Path) -> None:
-    import core.cli_eval  # noqa: F401  (registers `eval`)
-    from core.cli import app
+    import quarry.cli.eval  # noqa: F401  (registers `eval`)
+    from quarry.cli import app
 
     runner = CliRunner()
     args = [
@@ -232,7 +232,7 @@ def test_cli(workdir: Path, qa_dir: Path) -> None:
 
 def test_llm_reader_counts_tokens(qa_dir: Path, library: Library, tmp_path: Path) -> None:
     """With a chat model (a scripted one here), answers are written by it and tokens counted."""
-    from evals.report import latency_rows
+    from quarry.evals.report import latency_rows
     from tests.agents.scripted import ScriptedModel
 
     question = QUESTIONS[1]["question"]

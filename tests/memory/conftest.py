@@ -9,8 +9,8 @@ import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-from core.settings import DEFAULT_EMBEDDING_MODEL
-from retrieval.embedder import resolve_model
+from quarry.core.settings import DEFAULT_EMBEDDING_MODEL
+from quarry.retrieval.embedder import resolve_model
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"

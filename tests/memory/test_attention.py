@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from memory.attention import attend, causal_mask, exact_attention, merge
+from quarry.memory.attention import attend, causal_mask, exact_attention, merge
 
 
 def reference(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 import torch
 
-import memory.engine
-from agents.llm import HFChatModel, Message, OpenAIChatModel
-from core.settings import LLMSettings
-from memory.config import InfLLMConfig, SqueezedConfig
-from memory.context import context_cache, prefill_context
-from memory.engine import LongContextEngine, infllm_generate_kwargs, precompute_context, squeezed_generate_kwargs
-from memory.prefix import ask_with_prefix_cache, cache_hit_share, prefix_cached_messages
-from memory.prompts import fixed_context_messages
-from memory.store import ContextStore
+import quarry.memory.engine
+from quarry.agents.llm import HFChatModel, Message, OpenAIChatModel
+from quarry.core.settings import LLMSettings
+from quarry.memory.config import InfLLMConfig, SqueezedConfig
+from quarry.memory.context import context_cache, prefill_context
+from quarry.memory.engine import LongContextEngine, infllm_generate_kwargs, precompute_context, squeezed_generate_kwargs
+from quarry.memory.prefix import ask_with_prefix_cache, cache_hit_share, prefix_cached_messages
+from quarry.memory.prompts import fixed_context_messages
+from quarry.memory.store import ContextStore
 from tests.agents.scripted_openai import ScriptedOpenAI, chat_reply
 
 WORDS = "river stone garden window market silver winter letter engine harbor candle forest".split()
@@ -100,7 +100,7 @@ def test_a_second_question_skips_the_prefill(
     def no_prefill(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("the context was prefilled again")
 
-    monkeypatch.setattr(memory.engine, "prefill_context", no_prefill)
+    monkeypatch.setattr(quarry.memory.engine, "prefill_context", no_prefill)
     later = engine_for(chat_model, tokenizer, tmp_path).answer(doc, "What is in the forest?", max_new_tokens=4)
     assert later.context_reused and later.completion_tokens >= 1
 
@@ -186,8 +186,8 @@ def test_prefix_cache_layout_and_hit_share(openai_server: ScriptedOpenAI) -> Non
 def test_loading_from_settings_with_the_memory_attention(chat_model: Any, tokenizer: Any, tmp_path: Path) -> None:
     """The worker's path: the model loads by path with attn_implementation set to the
     registered memory attention, and `precompute_context` fills the store once."""
-    from core.settings import Settings
-    from memory.interface import ATTENTION_NAME, register_attention
+    from quarry.core.settings import Settings
+    from quarry.memory.interface import ATTENTION_NAME, register_attention
 
     chat_model.save_pretrained(tmp_path / "model")
     tokenizer.save_pretrained(tmp_path / "model")

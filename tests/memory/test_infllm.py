@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from memory.config import InfLLMConfig
-from memory.infllm import BlockMemory, InfLLMCache, InfLLMLayer
-from memory.interface import prepare_model
-from memory.rotary import Rotary, rotate_half
+from quarry.memory.config import InfLLMConfig
+from quarry.memory.infllm import BlockMemory, InfLLMCache, InfLLMLayer
+from quarry.memory.interface import prepare_model
+from quarry.memory.rotary import Rotary, rotate_half
 from tests.memory.conftest import FAMILIES, random_ids, tiny_model
 
 # float32 logits of a 2-layer random model; differences come from summation order only

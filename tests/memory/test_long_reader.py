@@ -7,14 +7,14 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from agents.long_reader import LongDocumentReader
-from agents.searcher import NodeTask
-from core.settings import MemorySettings
-from core.types import Evidence
-from memory.config import SqueezedConfig
-from memory.engine import LongContextEngine
-from memory.store import ContextStore
-from retrieval import Library, text_document
+from quarry.agents.long_reader import LongDocumentReader
+from quarry.agents.searcher import NodeTask
+from quarry.core.settings import MemorySettings
+from quarry.core.types import Evidence
+from quarry.memory.config import SqueezedConfig
+from quarry.memory.engine import LongContextEngine
+from quarry.memory.store import ContextStore
+from quarry.retrieval import Library, text_document
 from tests.memory.test_engine import document
 
 
@@ -66,7 +66,7 @@ def test_the_agent_graph_reads_a_long_document_whole(
 ) -> None:
     """Wired through AgentGraph → Searcher: a node whose evidence is one long document is
     answered by the memory engine (its usage shows the whole document was read)."""
-    from agents.graph import AgentGraph
+    from quarry.agents.graph import AgentGraph
 
     library.ingest_documents("docs", [text_document(document(words=900, seed=5), name="long.txt")])
     engine = LongContextEngine(
@@ -85,8 +85,8 @@ def test_the_agent_graph_reads_a_long_document_whole(
 def test_served_models_read_long_documents_with_the_prefix_layout(library: Library) -> None:
     """With a served model, a node about one long document sends the whole document first
     and the question last; the answer comes from that call."""
-    from agents.graph import AgentGraph
-    from agents.long_reader import PrefixCacheReader
+    from quarry.agents.graph import AgentGraph
+    from quarry.agents.long_reader import PrefixCacheReader
     from tests.agents.scripted import ScriptedModel
 
     text = document(words=900, seed=7)

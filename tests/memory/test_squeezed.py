@@ -9,10 +9,10 @@ import math
 import pytest
 import torch
 
-from memory.attention import attend
-from memory.clustering import build_index, calibrate
-from memory.config import SqueezedConfig
-from memory.squeezed import SqueezedIndex, Thresholds, log_sizes, select_clusters, squeezed_attention
+from quarry.memory.attention import attend
+from quarry.memory.clustering import build_index, calibrate
+from quarry.memory.config import SqueezedConfig
+from quarry.memory.squeezed import SqueezedIndex, Thresholds, log_sizes, select_clusters, squeezed_attention
 
 HKV, GROUP, D, N = 2, 2, 32, 3000
 SCALE = D**-0.5

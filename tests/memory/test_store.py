@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from memory.config import SqueezedConfig
-from memory.context import prefill_context
-from memory.errors import ContextMismatchError, ContextStoreError
-from memory.store import ContextKey, ContextStore, ModelFingerprint
+from quarry.memory.config import SqueezedConfig
+from quarry.memory.context import prefill_context
+from quarry.memory.errors import ContextMismatchError, ContextStoreError
+from quarry.memory.store import ContextKey, ContextStore, ModelFingerprint
 from tests.memory.conftest import random_ids, tiny_model
 
 CONFIG = SqueezedConfig(cluster_share=0.05, coarse_share=0.01, prefill_chunk=128)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from core.settings import IngestSettings
-from core.types import SourceDocument
-from retrieval.chunking import Chunker
-from retrieval.embedder import SentenceEmbedder
-from retrieval.loaders import load_bytes, text_document
+from quarry.core.settings import IngestSettings
+from quarry.core.types import SourceDocument
+from quarry.retrieval.chunking import Chunker
+from quarry.retrieval.embedder import SentenceEmbedder
+from quarry.retrieval.loaders import load_bytes, text_document
 from tests.retrieval.helpers import pdf_bytes
 
 MD = (

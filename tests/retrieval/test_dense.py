@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrieval.dense import DenseIndex
-from retrieval.errors import IndexCorruptError
+from quarry.retrieval.dense import DenseIndex
+from quarry.retrieval.errors import IndexCorruptError
 
 DIM = 16
 

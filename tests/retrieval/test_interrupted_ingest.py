@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.embedder import SentenceEmbedder
-from retrieval.library import Library
+from quarry.retrieval.embedder import SentenceEmbedder
+from quarry.retrieval.library import Library
 from tests.conftest import make_settings
 from tests.retrieval.helpers import write
 
@@ -22,8 +22,8 @@ SCRIPT = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from core.settings import Settings
-    from retrieval.library import Library
+    from quarry.core.settings import Settings
+    from quarry.retrieval.library import Library
     settings = Settings(storage={"data_dir": sys.argv[1]}, ingest={"batch_chunks": 8})
     Library(settings).ingest_paths("kb", [Path(sys.argv[2])])
     """

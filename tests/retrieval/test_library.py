@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.settings import Settings
-from core.types import DocumentStatus
-from retrieval.embedder import SentenceEmbedder
-from retrieval.errors import CollectionNotFoundError, DocumentNotFoundError, InvalidQueryError
-from retrieval.library import Library
-from retrieval.loaders import text_document
+from quarry.core.settings import Settings
+from quarry.core.types import DocumentStatus
+from quarry.retrieval.embedder import SentenceEmbedder
+from quarry.retrieval.errors import CollectionNotFoundError, DocumentNotFoundError, InvalidQueryError
+from quarry.retrieval.library import Library
+from quarry.retrieval.loaders import text_document
 from tests.conftest import make_settings
 from tests.retrieval.helpers import docx_bytes, pdf_bytes, write
 
@@ -179,7 +179,7 @@ def test_indexes_persist_and_reconcile_after_a_crash(settings: Settings, embedde
     # a crash after the database commit and before the index save: the index lags
     doc = text_document("A late document about lighthouses.", name="late")
     chunks = reopened.chunker.split(doc)
-    from retrieval.storage import PreparedDocument
+    from quarry.retrieval.storage import PreparedDocument
 
     vectors = embedder.encode([c.context_text for c in chunks])
     reopened.store.write_documents(cid, [PreparedDocument(doc, chunks, vectors)])
@@ -284,7 +284,7 @@ def test_file_names_of_only_control_characters(library: Library, tmp_path: Path)
 
 def test_two_machines_share_one_database(tmp_path: Path, embedder: SentenceEmbedder, postgres_url: str) -> None:
     """Each machine keeps its own index cache, synced from the shared database by version."""
-    from retrieval.storage import Base, Store
+    from quarry.retrieval.storage import Base, Store
 
     machines = []
     for name in ("a", "b"):

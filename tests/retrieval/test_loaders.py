@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import IngestSettings
-from core.types import SourceDocument
-from retrieval.errors import (
+from quarry.core.settings import IngestSettings
+from quarry.core.types import SourceDocument
+from quarry.retrieval.errors import (
     CorruptDocumentError,
     DocumentError,
     DocumentTooLargeError,
@@ -17,7 +17,7 @@ from retrieval.errors import (
     UndecodableTextError,
     UnsupportedTypeError,
 )
-from retrieval.loaders import iter_files, load_bytes, load_file, safe_source_name, text_document
+from quarry.retrieval.loaders import iter_files, load_bytes, load_file, safe_source_name, text_document
 from tests.retrieval.helpers import docx_bytes, pdf_bytes, write
 
 S = IngestSettings()

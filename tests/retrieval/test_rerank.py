@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import Settings
-from retrieval.embedder import SentenceEmbedder, resolve_model
-from retrieval.library import Library
-from retrieval.loaders import text_document
-from retrieval.rerank import CrossEncoderReranker
+from quarry.core.settings import Settings
+from quarry.retrieval.embedder import SentenceEmbedder, resolve_model
+from quarry.retrieval.library import Library
+from quarry.retrieval.loaders import text_document
+from quarry.retrieval.rerank import CrossEncoderReranker
 from tests.conftest import make_settings
 
 

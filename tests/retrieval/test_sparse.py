@@ -8,7 +8,7 @@ import bm25s
 import numpy as np
 import pytest
 
-from retrieval.sparse import Analyzer, SparseIndex
+from quarry.retrieval.sparse import Analyzer, SparseIndex
 
 WORDS = (
     "apple", "banana", "cherry", "delta", "echo", "falcon",

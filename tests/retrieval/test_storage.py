@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.types import Chunk, DocumentStatus, SourceDocument
-from retrieval.errors import (
+from quarry.core.types import Chunk, DocumentStatus, SourceDocument
+from quarry.retrieval.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
     DocumentNotFoundError,
     InvalidNameError,
 )
-from retrieval.storage import PreparedDocument, Store
+from quarry.retrieval.storage import PreparedDocument, Store
 
 DIM = 4
 

@@ -104,7 +104,7 @@ class ApiOnly:
     def __init__(self, settings: Any) -> None:
         import uvicorn
 
-        from api.app import create_app
+        from quarry.api.app import create_app
 
         self.url = f"http://127.0.0.1:{settings.service.port}"
         self.server = uvicorn.Server(

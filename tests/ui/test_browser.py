@@ -295,8 +295,8 @@ def test_with_a_model_the_plan_grows_live_and_the_answer_streams(browser: Any, t
     """A planning model behind a real OpenAI-compatible endpoint (scripted, as an external model
     may be in tests): the planner adds a node after the first ones finish, nodes run for a while,
     and the writer's answer streams in pieces."""
-    from retrieval.library import Library
-    from retrieval.loaders import text_document
+    from quarry.retrieval.library import Library
+    from quarry.retrieval.loaders import text_document
     from tests.agents.scripted import ScriptedModel
     from tests.agents.scripted_openai import ScriptedOpenAI
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from core.cli import app
-from core.settings import get_settings
+from quarry.cli import app
+from quarry.core.settings import get_settings
 from tests.retrieval.helpers import write
 
 
@@ -117,7 +117,7 @@ def test_invalid_settings_give_a_clear_error(workdir: Path, monkeypatch: pytest.
 
 
 def test_ask_and_research(workdir: Path) -> None:
-    import core.cli_ask  # noqa: F401  (registers the commands, as `quarry` does)
+    import quarry.cli.ask  # noqa: F401  (registers the commands, as `quarry` does)
 
     assert run("ingest", "kb", "-c", "demo")[0] == 1
     code, out, _ = run("ask", "What are the largest animals?", "-c", "demo", "--json")

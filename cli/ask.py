@@ -14,16 +14,16 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 from rich.tree import Tree
 
-from core.cli import CollectionOpt, JsonOpt, _fail, _library, app, err, out
-from core.errors import QuarryError
-from core.types import Answer, PlanNode
+from quarry.cli import CollectionOpt, JsonOpt, _fail, _library, app, err, out
+from quarry.core.errors import QuarryError
+from quarry.core.types import Answer, PlanNode
 
 _STATE_STYLE = {"waiting": "dim", "running": "yellow", "done": "green", "not_found": "magenta", "failed": "red"}
 
 
 def _agent(library: Any) -> tuple[Any, Any]:
-    from agents.graph import AgentGraph
-    from agents.llm.factory import make_chat_model
+    from quarry.agents.graph import AgentGraph
+    from quarry.agents.llm.factory import make_chat_model
 
     model = make_chat_model(library.settings.llm)
     return AgentGraph(library, model=model), model
@@ -83,7 +83,7 @@ def _print_answer(answer: Answer) -> None:
 
 
 async def _ask_one(agent: Any, collection: str, question: str, show_plan: bool) -> Answer:
-    from agents.events import AnswerToken, Event, PlanUpdated
+    from quarry.agents.events import AnswerToken, Event, PlanUpdated
 
     if not show_plan:
         return await agent.ask(collection, question)
@@ -170,7 +170,7 @@ def research(
         raise _fail(f"{questions} has no questions", 2)
     library = _library()
     agent, model = _agent_or_fail(library)
-    from agents.research import ReportSection, Researcher
+    from quarry.agents.research import ReportSection, Researcher
 
     progress = Progress(
         TextColumn("[bold]research[/]"),

@@ -10,8 +10,8 @@ import typer
 from pydantic import ValidationError
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from core.cli import JsonOpt, _fail, _library, app, err, out
-from core.errors import QuarryError
+from quarry.cli import JsonOpt, _fail, _library, app, err, out
+from quarry.core.errors import QuarryError
 
 _DATASETS = "hotpotqa, squad, musique, leval, needle or jsonl"
 
@@ -100,8 +100,8 @@ def eval_command(
 
     Results go to a run directory named by the configuration: running the same eval again
     continues an interrupted run (or re-reports a finished one)."""
-    from evals import EvalConfig, EvalReport, load_config, run_eval
-    from evals.report import rich_tables
+    from quarry.evals import EvalConfig, EvalReport, load_config, run_eval
+    from quarry.evals.report import rich_tables
 
     config: Any
     if resume is not None:

@@ -1,5 +1,5 @@
 """`python -m core` is the `quarry` command."""
 
-from core.cli import main
+from quarry.cli import main
 
 main()

@@ -13,8 +13,8 @@ from typing import Annotated, Any
 import typer
 from pydantic import SecretStr
 
-from core.cli import _fail, app, err
-from core.settings import Settings, get_settings
+from quarry.cli import _fail, app, err
+from quarry.core.settings import Settings, get_settings
 
 QueuesOpt = Annotated[str, typer.Option("--queues", "-Q", help="Comma-separated: ingest,search,gpu,research.")]
 
@@ -57,7 +57,7 @@ def serve(
     """Run everything on this machine: Redis (embedded unless service.redis_url is set), a
     worker for every queue, and the API. Ctrl-C stops what it started."""
     settings = _settings()
-    from workers.redis_server import EmbeddedRedis
+    from quarry.workers.redis_server import EmbeddedRedis
 
     redis = None
     url = settings.service.redis_url
@@ -91,10 +91,10 @@ def serve(
 
 
 def _queue_paths(settings: Settings, collection: str, paths: list[Path]) -> None:
-    from retrieval.library import Library
-    from retrieval.loaders import iter_files
-    from workers.app import make_celery
-    from workers.jobs import JobStore
+    from quarry.retrieval.library import Library
+    from quarry.retrieval.loaders import iter_files
+    from quarry.workers.app import make_celery
+    from quarry.workers.jobs import JobStore
 
     library = Library(settings)
     files = [(str(p.resolve()), source) for p, source in iter_files(paths)]
@@ -120,7 +120,7 @@ def _print_welcome(settings: Settings, key: str, collection: str) -> None:
 def _run_api(settings: Settings, host: str | None, port: int | None) -> None:
     import uvicorn
 
-    from api.app import create_app
+    from quarry.api.app import create_app
 
     uvicorn.run(
         create_app(settings), host=host or settings.service.host, port=port or settings.service.port, log_level="info"
@@ -148,7 +148,7 @@ def worker(
 ) -> None:
     """Run a Celery worker for some queues."""
     settings = _settings()
-    from workers.app import QUEUES, make_celery
+    from quarry.workers.app import QUEUES, make_celery
 
     wanted = [q.strip() for q in queues.split(",") if q.strip()]
     unknown = [q for q in wanted if q not in QUEUES]

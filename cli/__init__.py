@@ -15,7 +15,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn,
 from rich.table import Table
 from rich.text import Text
 
-from core.errors import QuarryError
+from quarry.core.errors import QuarryError
 
 app = typer.Typer(
     name="quarry",
@@ -34,7 +34,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 def _library() -> Any:
     from pydantic import ValidationError
 
-    from core.settings import get_settings
+    from quarry.core.settings import get_settings
 
     try:
         get_settings()
@@ -47,7 +47,7 @@ def _library() -> Any:
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
-    from retrieval import Library
+    from quarry.retrieval import Library
 
     return Library()
 
@@ -78,7 +78,7 @@ def ingest(
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest files and folders into a collection (created if missing)."""
-    from retrieval.loaders import iter_files
+    from quarry.retrieval.loaders import iter_files
 
     try:
         total = sum(1 for _ in iter_files(list(paths)))
@@ -235,8 +235,8 @@ def delete(
 
 
 def main() -> None:
-    import core.cli_ask  # noqa: F401  (registers `ask` and `research`)
-    import core.cli_eval  # noqa: F401  (registers `eval`)
-    import core.cli_serve  # noqa: F401  (registers `serve`, `api` and `worker`)
+    import quarry.cli.ask  # noqa: F401  (registers `ask` and `research`)
+    import quarry.cli.eval  # noqa: F401  (registers `eval`)
+    import quarry.cli.serve  # noqa: F401  (registers `serve`, `api` and `worker`)
 
     app()
