@@ -13,17 +13,27 @@ export TOKENIZERS_PARALLELISM ?= false
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: install browser run demo test lint bench clean
+.PHONY: install lock browser run demo test test-fast lint bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+# Installs come from requirements.lock (every package pinned with its hashes; `make lock`
+# refreshes it). torch is installed first from constraints.txt, so a CPU machine never pulls
+# CUDA wheels, and is left out of the lock for that reason.
+$(STAMP): requirements.lock constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch first, pinned: a CPU machine must never pull CUDA wheels
 	$(BIN)/python -m pip install --quiet -c constraints.txt torch
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
+
+# Re-resolve every dependency from pyproject.toml (newest releases within its ranges).
+lock:
+	test -x $(BIN)/pip-compile || $(MAKE) install
+	$(BIN)/pip-compile --quiet --upgrade --no-emit-index-url --no-emit-find-links \
+	  --constraint=constraints.txt --extra=dev --extra=postgres --generate-hashes \
+	  --strip-extras --unsafe-package=torch --output-file=requirements.lock pyproject.toml
 
 run: install
 	$(BIN)/quarry serve --ingest docs --collection quarry-docs

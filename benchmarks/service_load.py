@@ -3,8 +3,8 @@
 the API with one and two Celery workers, each beside the in-process call as the baseline.
 
 The script starts the embedded stack itself in a temporary data directory, as `quarry serve`
-does: a redis-server (`EmbeddedRedis`), the API (`python -m core api`, uvicorn) on a free
-loopback port, and worker processes (`python -m core worker -Q ingest,search,gpu,research`).
+does: a redis-server (`EmbeddedRedis`), the API (`python -m quarry.cli api`, uvicorn) on a free
+loopback port, and worker processes (`python -m quarry.cli worker -Q ingest,search,gpu,research`).
 The in-process baseline is `Library.search` and `AgentGraph.ask` on a Library opened in this
 process on the same data directory and database. Everything it started is stopped on exit,
 Ctrl-C or error.
@@ -101,7 +101,7 @@ class Stack:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child process
         try:
             return subprocess.Popen(
-                [sys.executable, "-m", "core", *argv],
+                [sys.executable, "-m", "quarry.cli", *argv],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,

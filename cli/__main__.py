@@ -1,4 +1,4 @@
-"""`python -m core` is the `quarry` command."""
+"""`python -m quarry.cli` is the `quarry` command."""
 
 from quarry.cli import main
 

@@ -58,7 +58,7 @@ class Live:
     def start_worker(self, queues: str = "ingest,search,gpu,research") -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"worker-{len(self.workers)}.log", "ab")  # noqa: SIM115
         proc = subprocess.Popen(
-            [sys.executable, "-m", "core", "worker", "-Q", queues, "-c", "1"],
+            [sys.executable, "-m", "quarry.cli", "worker", "-Q", queues, "-c", "1"],
             cwd=ROOT,
             env=self.env,
             stdout=log,
