@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,16 +23,6 @@ SCHEMA: dict[str, Any] = {
     "required": ["queries"],
     "additionalProperties": False,
 }
-
-
-class RecordedSleep:
-    """Stands in for asyncio.sleep: records the backoff instead of waiting."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +44,9 @@ def settings_for(server: ScriptedOpenAI, **overrides: Any) -> LLMSettings:
     return LLMSettings(**(values | overrides))
 
 
-def run_complete(settings: LLMSettings, sleep: RecordedSleep | None = None, **kwargs: Any) -> Any:
+def run_complete(settings: LLMSettings, **kwargs: Any) -> Any:
     async def go() -> Any:
-        model = OpenAIChatModel(settings, sleep=sleep or RecordedSleep())
+        model = OpenAIChatModel(settings)
         try:
             return await model.complete(QUESTION, **kwargs)
         finally:
@@ -63,9 +55,9 @@ def run_complete(settings: LLMSettings, sleep: RecordedSleep | None = None, **kw
     return asyncio.run(go())
 
 
-def run_stream(settings: LLMSettings, sleep: RecordedSleep | None = None) -> list[StreamChunk]:
+def run_stream(settings: LLMSettings) -> list[StreamChunk]:
     async def go() -> list[StreamChunk]:
-        model = OpenAIChatModel(settings, sleep=sleep or RecordedSleep())
+        model = OpenAIChatModel(settings)
         try:
             return [chunk async for chunk in model.stream(QUESTION, max_tokens=20)]
         finally:
@@ -148,71 +140,73 @@ def test_invalid_schema_is_refused_before_any_request(server: ScriptedOpenAI) ->
     assert server.received == []
 
 
+def retries_logged(caplog: pytest.LogCaptureFixture) -> int:
+    """Retries the SDK announced (it logs each one before waiting)."""
+    return sum("Retrying request" in record.getMessage() for record in caplog.records)
+
+
+@pytest.fixture
+def sdk_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.INFO, logger="openai")
+    return caplog
+
+
 def test_429_honours_retry_after(server: ScriptedOpenAI) -> None:
-    busy = Reply(status=429, body={"error": {"message": "slow down"}}, headers={"Retry-After": "7"})
+    busy = Reply(status=429, body={"error": {"message": "slow down"}}, headers={"Retry-After": "1"})
     server.script(busy, chat_reply("Paris."))
-    sleep = RecordedSleep()
-    done = run_complete(settings_for(server), sleep=sleep)
+    started = time.monotonic()
+    done = run_complete(settings_for(server))
     assert done.text == "Paris."
-    assert sleep.delays == [7.0]
+    assert time.monotonic() - started >= 1.0  # waited as the server asked, not the 0.5 s backoff
     assert len(server.received) == 2
 
 
 def test_500_twice_then_success_with_backoff(server: ScriptedOpenAI) -> None:
     failed = Reply(status=500, body={"object": "error", "message": "engine hiccup"})
     server.script(failed, failed, chat_reply("Paris."))
-    sleep = RecordedSleep()
-    done = run_complete(settings_for(server, max_retries=2), sleep=sleep)
+    done = run_complete(settings_for(server, max_retries=2))
     assert done.text == "Paris."
     assert len(server.received) == 3
-    # exponential with jitter: attempt n waits within [base*2^n/2, base*2^n], base 0.5 s
-    first, second = sleep.delays
-    assert 0.25 <= first <= 0.5
-    assert 0.5 <= second <= 1.0
+    assert [r.headers["x-stainless-retry-count"] for r in server.received] == ["0", "1", "2"]
 
 
 def test_5xx_exhausts_retries_with_server_message(server: ScriptedOpenAI) -> None:
     failed = Reply(status=503, body={"object": "error", "message": "engine overloaded"})
     server.script(failed, failed, failed)
-    sleep = RecordedSleep()
     with pytest.raises(LLMError, match="engine overloaded") as caught:
-        run_complete(settings_for(server, max_retries=1), sleep=sleep)
+        run_complete(settings_for(server, max_retries=1))
     assert "2 attempts" in str(caught.value)
+    assert "503" in str(caught.value)
     assert len(server.received) == 2
-    assert len(sleep.delays) == 1
 
 
 def test_400_raises_server_message_without_retry(server: ScriptedOpenAI) -> None:
     server.script(Reply(status=400, body={"error": {"message": "max_tokens is too large: 99999"}}))
-    sleep = RecordedSleep()
     with pytest.raises(LLMError, match="max_tokens is too large: 99999") as caught:
-        run_complete(settings_for(server), sleep=sleep)
+        run_complete(settings_for(server))
     assert not isinstance(caught.value, LLMOutputError)
     assert "400" in str(caught.value)
     assert len(server.received) == 1
-    assert sleep.delays == []
 
 
 def test_timeout_retries_then_raises(server: ScriptedOpenAI) -> None:
     slow = Reply(body={}, delay_s=1.5)
     server.script(slow, slow, slow)
-    sleep = RecordedSleep()
     with pytest.raises(LLMError, match="Timeout") as caught:
-        run_complete(settings_for(server, timeout_s=0.2, max_retries=2), sleep=sleep)
+        run_complete(settings_for(server, timeout_s=0.2, max_retries=2))
     assert "3 attempts" in str(caught.value)
     assert len(server.received) == 3
-    assert len(sleep.delays) == 2
 
 
-def test_connection_refused_is_retried_then_raises() -> None:
+def test_connection_refused_is_retried_then_raises(sdk_log: pytest.LogCaptureFixture) -> None:
     with socket.socket() as sock:  # a port that nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    settings = LLMSettings(backend="openai", model="m", base_url=f"http://127.0.0.1:{port}/v1", max_retries=3)
-    sleep = RecordedSleep()
-    with pytest.raises(LLMError, match="ConnectError"):
-        run_complete(settings, sleep=sleep)
-    assert len(sleep.delays) == 3
+    settings = LLMSettings(backend="openai", model="m", base_url=f"http://127.0.0.1:{port}/v1", max_retries=2)
+    with pytest.raises(LLMError, match="ConnectError") as caught:
+        run_complete(settings)
+    assert "3 attempts" in str(caught.value)
+    assert retries_logged(sdk_log) == 2
 
 
 def test_stream_deltas_and_final_usage(server: ScriptedOpenAI) -> None:
@@ -234,11 +228,10 @@ def test_stream_deltas_and_final_usage(server: ScriptedOpenAI) -> None:
 
 def test_stream_retries_before_first_delta(server: ScriptedOpenAI) -> None:
     server.script(Reply(status=502, body={"detail": "bad gateway"}), stream_reply(["ok"]))
-    sleep = RecordedSleep()
-    chunks = run_stream(settings_for(server), sleep=sleep)
+    chunks = run_stream(settings_for(server))
     assert "".join(c.delta for c in chunks) == "ok"
-    assert len(sleep.delays) == 1
     assert len(server.received) == 2
+    assert server.received[1].body["stream"] is True
 
 
 def test_stream_client_error_raises(server: ScriptedOpenAI) -> None:
