@@ -12,7 +12,9 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 from sqlalchemy import JSON, Boolean, DateTime, String, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
+
+from quarry.retrieval.storage import Base
 
 PREFIX = "qk_"
 
@@ -22,11 +24,7 @@ class Right(StrEnum):
     WRITE = "write"
 
 
-class KeyBase(DeclarativeBase):
-    pass
-
-
-class KeyRow(KeyBase):
+class KeyRow(Base):
     __tablename__ = "api_keys"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(128))
@@ -69,8 +67,9 @@ def digest(token: str) -> str:
 
 
 class KeyStore:
+    """API keys in the database of a Store, whose start created the tables (migrations)."""
+
     def __init__(self, engine: Engine) -> None:
-        KeyBase.metadata.create_all(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     def create(self, name: str, tenant: str, collections: list[str], rights: Right) -> tuple[KeyInfo, str]:

@@ -236,6 +236,7 @@ def delete(
 
 def main() -> None:
     import quarry.cli.ask  # noqa: F401  (registers `ask` and `research`)
+    import quarry.cli.db  # noqa: F401  (registers `db upgrade` and `db current`)
     import quarry.cli.eval  # noqa: F401  (registers `eval`)
     import quarry.cli.serve  # noqa: F401  (registers `serve`, `api` and `worker`)
 

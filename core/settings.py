@@ -181,6 +181,13 @@ class ServiceSettings(_Section):
     max_concurrent_asks: int = Field(
         4, ge=1, le=1024, description="Questions one API process answers at once; the rest wait their turn."
     )
+    sse_ping_s: float = Field(
+        15.0,
+        gt=0,
+        le=300,
+        description="Seconds between keep-alive comments on an answer stream, so that proxies keep it open "
+        "while the planner thinks.",
+    )
 
 
 class MemorySettings(_Section):

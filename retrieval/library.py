@@ -37,7 +37,8 @@ class Library:
     ) -> None:
         self.settings = settings or get_settings()
         self.settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = store or Store(self.settings.storage.resolved_database_url)
+        storage = self.settings.storage
+        self.store = store or Store(storage.resolved_database_url, auto_upgrade=storage.auto_upgrade)
         self.embedder = embedder or SentenceEmbedder(self.settings.embedding)
         if reranker is None and self.settings.search.rerank_model:
             reranker = CrossEncoderReranker(self.settings.search.rerank_model, self.settings.embedding.device)

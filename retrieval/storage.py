@@ -44,7 +44,10 @@ from quarry.retrieval.errors import (
     DocumentNotFoundError,
     InvalidNameError,
 )
+from quarry.retrieval.migrate import require_head, upgrade
 
+# BIGINT ids, but INTEGER on SQLite, where only an INTEGER PRIMARY KEY is the rowid (and can
+# be AUTOINCREMENT). The migrations in retrieval/migrations spell the same type.
 _ID = BigInteger().with_variant(Integer, "sqlite")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -54,7 +57,9 @@ def _now() -> datetime:
 
 
 class Base(DeclarativeBase):
-    pass
+    """The one metadata of every table Quarry keeps (jobs and API keys included: their rows
+    subclass it in quarry.workers.jobs and quarry.api.keys). Tables are created and changed
+    only by the Alembic revisions in retrieval/migrations."""
 
 
 DEFAULT_TENANT = "default"
@@ -162,18 +167,33 @@ def validate_collection_name(name: str) -> str:
     return name
 
 
+def make_engine(url: str, echo: bool = False) -> Engine:
+    """An engine on the metadata database; SQLite gets WAL, foreign keys and a busy timeout."""
+    kwargs: dict[str, Any] = {"echo": echo, "future": True}
+    if url.startswith("sqlite"):
+        kwargs["connect_args"] = {"timeout": 60, "check_same_thread": False}
+    engine = create_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
 class Store:
     """Repository over the metadata database."""
 
-    def __init__(self, url: str, echo: bool = False) -> None:
-        kwargs: dict[str, Any] = {"echo": echo, "future": True}
-        if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"timeout": 60, "check_same_thread": False}
+    def __init__(self, url: str, echo: bool = False, auto_upgrade: bool = True) -> None:
+        """Connect, and bring the schema to the newest revision (`auto_upgrade`), or refuse a
+        database that is not there yet with a SchemaOutdatedError naming `quarry db upgrade`."""
         self.url = url
-        self.engine: Engine = create_engine(url, **kwargs)
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+        self.engine: Engine = make_engine(url, echo)
+        try:
+            if auto_upgrade:
+                upgrade(self.engine)
+            else:
+                require_head(self.engine)
+        except BaseException:
+            self.engine.dispose()
+            raise
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:
@@ -560,3 +580,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=60000")
     cur.close()
+
+
+# The passage-graph rows belong to this metadata too; imported last, since they subclass Base.
+from quarry.retrieval import graph_tables  # noqa: E402, F401

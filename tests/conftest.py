@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,7 +79,15 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     else:
         s = Store(request.getfixturevalue("postgres_url"))
     yield s
-    from quarry.retrieval.storage import Base
-
-    Base.metadata.drop_all(s.engine)
+    drop_schema(s.engine)
     s.close()
+
+
+def drop_schema(engine: Any) -> None:
+    """Drop every table, alembic_version included, so that the next Store on this database
+    migrates it from nothing (a stale alembic_version would claim tables that are gone)."""
+    from sqlalchemy import MetaData
+
+    tables = MetaData()
+    tables.reflect(engine)
+    tables.drop_all(engine)

@@ -26,9 +26,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from quarry.core.errors import QuarryError
+from quarry.retrieval.storage import Base
 
 
 class JobNotFoundError(QuarryError):
@@ -55,11 +56,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class JobBase(DeclarativeBase):
-    pass
-
-
-class JobRow(JobBase):
+class JobRow(Base):
     __tablename__ = "jobs"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), index=True)
@@ -80,7 +77,7 @@ class JobRow(JobBase):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
-class UploadRow(JobBase):
+class UploadRow(Base):
     """Uploaded files waiting for their ingestion job, in the shared database so that any
     worker on any machine can read them."""
 
@@ -118,9 +115,10 @@ def _info(row: JobRow) -> JobInfo:
 
 
 class JobStore:
+    """Jobs in the database of a Store, whose start created the tables (migrations)."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        JobBase.metadata.create_all(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     def create(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+from typing import cast
 
-from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter
+from sse_starlette import EventSourceResponse
 
-from quarry.agents.events import ErrorEvent
+from quarry.agents.events import ErrorEvent, Event
 from quarry.api.deps import PrincipalDep, ServicesDep, check_scope
 from quarry.api.errors import status_for
 from quarry.api.schemas import AnswerOut, AskRequest, SearchRequest, SearchResponse
@@ -38,27 +40,29 @@ async def ask(name: str, body: AskRequest, services: ServicesDep, principal: Pri
 
 @router.post("/{name}/ask/stream")
 async def ask_stream(
-    name: str, body: AskRequest, request: Request, services: ServicesDep, principal: PrincipalDep
-) -> StreamingResponse:
+    name: str, body: AskRequest, services: ServicesDep, principal: PrincipalDep
+) -> EventSourceResponse:
     """Server-sent events: `plan`, `node_started`, `node_evidence`, `node_answer`, `token`,
-    `citations`, then `done` (or `error`). Each event's data is one JSON object."""
+    `citations`, then `done` (or `error`). Each event's data is one JSON object; a comment
+    line (`: ping`) every `service.sse_ping_s` keeps the stream open while the planner
+    thinks. A client that goes away stops the run."""
     check_scope(principal, name)
     agent = services.agent(principal.tenant)
     # fail before streaming when the collection or question is bad: a plain HTTP error
     agent.library.collection(name)
     agent.library.retriever.validate(body.question)
 
-    async def events() -> AsyncIterator[str]:
+    async def events() -> AsyncIterator[dict[str, str]]:
+        # on a disconnect EventSourceResponse cancels this generator; closing the run's
+        # stream then cancels the run itself
         try:
-            async with services.ask_slots:
-                async for event in agent.stream(name, body.question):
-                    if await request.is_disconnected():
-                        break
-                    yield f"event: {event.type}\ndata: {event.model_dump_json()}\n\n"
+            run = cast(AsyncGenerator[Event, None], agent.stream(name, body.question))  # an async generator
+            async with services.ask_slots, aclosing(run):
+                async for event in run:
+                    yield {"event": event.type, "data": event.model_dump_json()}
         except QuarryError as exc:
-            error = ErrorEvent(message=str(exc))
-            yield f"event: error\ndata: {json.dumps({**error.model_dump(), 'status': status_for(exc)})}\n\n"
+            error = {**ErrorEvent(message=str(exc)).model_dump(), "status": status_for(exc)}
+            yield {"event": "error", "data": json.dumps(error)}
 
-    return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    )
+    # "\n" line ends (the response's `sep` applies to dicts): the framing clients already read
+    return EventSourceResponse(events(), ping=services.settings.service.sse_ping_s, sep="\n")

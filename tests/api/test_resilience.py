@@ -133,11 +133,8 @@ def test_two_workers_two_machines_share_postgres(tmp_path: Path, postgres_url: s
         stop_live(live)
         from sqlalchemy import create_engine
 
-        from quarry.api.keys import KeyBase
-        from quarry.retrieval.storage import Base
-        from quarry.workers.jobs import JobBase
+        from tests.conftest import drop_schema
 
         engine = create_engine(postgres_url)
-        for base in (JobBase, KeyBase, Base):
-            base.metadata.drop_all(engine)
+        drop_schema(engine)
         engine.dispose()

@@ -13,7 +13,7 @@ from quarry.retrieval.embedder import SentenceEmbedder
 from quarry.retrieval.errors import CollectionNotFoundError, DocumentNotFoundError, InvalidQueryError
 from quarry.retrieval.library import Library
 from quarry.retrieval.loaders import text_document
-from tests.conftest import make_settings
+from tests.conftest import drop_schema, make_settings
 from tests.retrieval.helpers import docx_bytes, pdf_bytes, write
 
 FACTS = {
@@ -284,7 +284,7 @@ def test_file_names_of_only_control_characters(library: Library, tmp_path: Path)
 
 def test_two_machines_share_one_database(tmp_path: Path, embedder: SentenceEmbedder, postgres_url: str) -> None:
     """Each machine keeps its own index cache, synced from the shared database by version."""
-    from quarry.retrieval.storage import Base, Store
+    from quarry.retrieval.storage import Store
 
     machines = []
     for name in ("a", "b"):
@@ -307,6 +307,6 @@ def test_two_machines_share_one_database(tmp_path: Path, embedder: SentenceEmbed
         assert [h.document for h in other.search("shared", "memo", k=5)] == ["memo"]
         assert all(h.document != "memo" for h in a.search("shared", "private memo", k=5))
     finally:
-        Base.metadata.drop_all(a.store.engine)
+        drop_schema(a.store.engine)
         for lib in machines:
             lib.close()

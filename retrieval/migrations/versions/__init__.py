@@ -1,0 +1,1 @@
+"""Alembic revision scripts, applied in down_revision order."""
