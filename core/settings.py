@@ -37,6 +37,11 @@ class StorageSettings(_Section):
         description="SQLAlchemy URL of the metadata database; default is a SQLite file in data_dir. "
         "Use postgresql+psycopg://... when several machines share one collection.",
     )
+    auto_upgrade: bool = Field(
+        True,
+        description="Bring the database schema to this release's newest revision when Quarry starts "
+        "(Alembic, under a lock). Off: a database behind it is refused until `quarry db upgrade` runs.",
+    )
 
     @property
     def resolved_database_url(self) -> str:
