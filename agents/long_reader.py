@@ -9,6 +9,7 @@ settings on first use."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -41,14 +42,17 @@ class LongDocumentReader:
         self.settings = settings
         self._engine = engine
         self._factory = engine_factory
+        self._engine_lock = threading.Lock()
         self._lengths: dict[tuple[int, int], int] = {}  # (document id, text length) -> model tokens
 
     @property
     def engine(self) -> LongContextEngine:
-        if self._engine is None:
-            assert self._factory is not None
-            self._engine = self._factory()
-        return self._engine
+        """The engine, built by the factory on first use (once, whichever thread comes first)."""
+        with self._engine_lock:
+            if self._engine is None:
+                assert self._factory is not None
+                self._engine = self._factory()
+            return self._engine
 
     async def target(self, evidence: Sequence[Evidence]) -> int | None:
         """The document the evidence points at, when at least `target_share` of it comes
@@ -125,6 +129,19 @@ class PrefixCacheReader(LongDocumentReader):
         return reply.completion.text.strip(), reply.completion.usage
 
 
+def make_memory_engine(settings: Settings, model: ChatModel | None) -> LongContextEngine:
+    """The memory engine. Over an hf chat model it reads with that model's own weights and
+    tokenizer (loaded once, by whichever of the two needs them first) and shares its
+    generation lock; otherwise it loads `settings.llm.model` itself."""
+    from quarry.agents.llm.hf import HFChatModel
+    from quarry.memory.engine import LongContextEngine
+
+    if isinstance(model, HFChatModel):
+        weights, tokenizer = model.load()
+        return LongContextEngine.from_settings(settings, weights, tokenizer, lock=model.generation_lock)
+    return LongContextEngine.from_settings(settings)
+
+
 def make_long_reader(
     settings: Settings,
     store: Store,
@@ -137,9 +154,7 @@ def make_long_reader(
     if model is None or settings.llm.backend == "extractive":
         return None
     if settings.llm.backend == "hf":
-        from quarry.memory.engine import LongContextEngine
-
         return LongDocumentReader(
-            store, settings.memory, engine_factory=engine_factory or (lambda: LongContextEngine.from_settings(settings))
+            store, settings.memory, engine_factory=engine_factory or (lambda: make_memory_engine(settings, model))
         )
     return PrefixCacheReader(store, settings.memory, model)

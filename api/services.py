@@ -29,18 +29,21 @@ class Services:
     model: ChatModel | None = None
     _ask_slots: asyncio.Semaphore | None = field(default=None, repr=False)
     _memory_engine: Any = field(default=None, repr=False)
+    _memory_engine_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _agents: OrderedDict[str, AgentGraph] = field(default_factory=OrderedDict, repr=False)
     _agents_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     MAX_CACHED_AGENTS = 64  # tenants whose agent stays built
 
     def memory_engine(self) -> Any:
-        """One long-context engine (and its model) for the process, made on first use."""
-        if self._memory_engine is None:
-            from quarry.memory.engine import LongContextEngine
+        """One long-context engine for the process, made on first use (once, whichever
+        thread comes first); with the hf backend it shares the chat model's weights."""
+        with self._memory_engine_lock:
+            if self._memory_engine is None:
+                from quarry.agents.long_reader import make_memory_engine
 
-            self._memory_engine = LongContextEngine.from_settings(self.settings)
-        return self._memory_engine
+                self._memory_engine = make_memory_engine(self.settings, self.model)
+            return self._memory_engine
 
     @property
     def ask_slots(self) -> asyncio.Semaphore:

@@ -71,7 +71,8 @@ class PrecomputeReport:
 class LongContextEngine:
     """Answers questions about long documents with a transformers causal LM (Llama, Qwen2,
     Mistral families). One generation at a time; `resident` prepared contexts stay on
-    the device between questions."""
+    the device between questions. A model and tokenizer shared with another user (the hf
+    chat model) come with that user's `lock`, held here around every use of them."""
 
     def __init__(
         self,
@@ -84,8 +85,11 @@ class LongContextEngine:
         model_id: str | None = None,
         instructions: str = READER_INSTRUCTIONS,
         resident: int = 1,
+        lock: threading.Lock | None = None,
     ) -> None:
-        self.model = prepare_model(model)
+        self._lock = lock or threading.Lock()
+        with self._lock:
+            self.model = prepare_model(model)  # switches attention under the lock: a shared model may be generating
         self.tokenizer = tokenizer
         self.store = store
         self.infllm = infllm or InfLLMConfig()
@@ -94,12 +98,14 @@ class LongContextEngine:
         self.fingerprint = ModelFingerprint.of(model, model_id)
         self._resident: OrderedDict[ContextKey, ContextEntry] = OrderedDict()
         self._resident_max = resident
-        self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings, model: Any = None, tokenizer: Any = None) -> LongContextEngine:
-        """An engine over `settings.llm.model` (loaded here unless passed in), with the
-        context store under `settings.memory.context_dir` (default: data_dir/contexts)."""
+    def from_settings(
+        cls, settings: Settings, model: Any = None, tokenizer: Any = None, lock: threading.Lock | None = None
+    ) -> LongContextEngine:
+        """An engine over `settings.llm.model` (loaded here unless passed in, with the lock
+        of their owner), with the context store under `settings.memory.context_dir`
+        (default: data_dir/contexts)."""
         memory = settings.memory
         if model is None or tokenizer is None:
             model, tokenizer = load_model(settings)
@@ -111,6 +117,7 @@ class LongContextEngine:
             infllm=infllm_config(memory),
             squeezed=squeezed_config(memory),
             model_id=settings.llm.model,
+            lock=lock,
         )
 
     # -- prompts -------------------------------------------------------------------------
@@ -134,7 +141,8 @@ class LongContextEngine:
         return PromptParts(prefix, suffix)
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        with self._lock:  # a fast tokenizer used from two threads at once can fail ("Already borrowed")
+            return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def context_key(self, prefix: list[int]) -> ContextKey:
         return ContextKey(self.fingerprint, content_hash(prefix), self.squeezed)
@@ -212,6 +220,7 @@ class LongContextEngine:
                 context_done = time.perf_counter()
                 ids = self._generate(parts, cache, max_new_tokens, temperature)
             done = time.perf_counter()
+            text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
         if mechanism == "squeezed":
             share = cache.squeezed_stats.key_share
         elif mechanism == "infllm":
@@ -219,7 +228,7 @@ class LongContextEngine:
         eos = _eos_ids(self.model, self.tokenizer)
         finish = "stop" if ids and ids[-1] in eos else ("length" if len(ids) >= max_new_tokens else "stop")
         return LongAnswer(
-            text=self.tokenizer.decode(ids, skip_special_tokens=True).strip(),
+            text=text,
             mechanism=mechanism,
             prompt_tokens=len(parts.prefix) + len(parts.suffix),
             completion_tokens=len(ids),

@@ -36,6 +36,11 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.name = f"{socket.gethostname()}:{os.getpid()}"
+        # the chat model and the memory engine are built once, whichever thread comes first
+        self._model_lock = threading.Lock()
+        self._engine_lock = threading.Lock()
+        self._model: Any = None
+        self._memory_engine: Any = None
 
     @cached_property
     def library(self) -> Any:
@@ -47,17 +52,25 @@ class Runtime:
     def jobs(self) -> JobStore:
         return JobStore(self.library.store.engine)
 
-    @cached_property
+    @property
     def model(self) -> Any:
         from quarry.agents.llm.factory import make_chat_model
 
-        return make_chat_model(self.settings.llm)
+        with self._model_lock:
+            if self._model is None:
+                self._model = make_chat_model(self.settings.llm)
+            return self._model
 
-    @cached_property
+    @property
     def memory_engine(self) -> Any:
-        from quarry.memory.engine import LongContextEngine
+        """The memory engine; with the hf backend it reads with the chat model's weights."""
+        from quarry.agents.long_reader import make_memory_engine
 
-        return LongContextEngine.from_settings(self.settings)
+        model = self.model
+        with self._engine_lock:
+            if self._memory_engine is None:
+                self._memory_engine = make_memory_engine(self.settings, model)
+            return self._memory_engine
 
     def long_reader(self, tenant: str) -> Any:
         """The whole-document reader the configured generator supports (none if extractive)."""

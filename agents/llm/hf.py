@@ -33,7 +33,10 @@ class HFChatModel:
     """A causal LM run with `model.generate` in a worker thread (one generation at a time).
 
     The model and tokenizer load from `settings.model` (a local path or hub id) on first
-    use unless they are passed in; a passed-in model is used where it is (no device move).
+    use unless they are passed in (once, whichever thread comes first); a passed-in model
+    is used where it is (no device move). `load()` hands them out, so that the memory
+    engine reads with the same weights; whoever shares them holds `generation_lock`
+    around tokenising and generating, as this model does.
     Prompts use the tokenizer's chat template when it has one, else a plain
     "role: content" layout. Temperature 0 decodes greedily. JSON schemas are asked for in
     the system prompt, then parsed, validated and retried once (no constrained decoding).
@@ -69,7 +72,7 @@ class HFChatModel:
         self._model_kwargs = dict(model_kwargs or {})
         self._generate_kwargs = generate_kwargs
         self._load_lock = threading.Lock()
-        self._generate_lock = threading.Lock()
+        self.generation_lock = threading.Lock()
 
     async def complete(
         self,
@@ -106,7 +109,7 @@ class HFChatModel:
         generation."""
         from transformers import TextIteratorStreamer
 
-        _, tokenizer = await asyncio.to_thread(self._ensure_loaded)
+        _, tokenizer = await asyncio.to_thread(self.load)
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
         cancel = threading.Event()
         task = asyncio.ensure_future(
@@ -147,13 +150,15 @@ class HFChatModel:
             with self._load_lock:
                 self._model = None
 
-    # -- internals (these run in worker threads) -----------------------------------
-
-    def _ensure_loaded(self) -> tuple[Any, Any]:
+    def load(self) -> tuple[Any, Any]:
+        """The model and tokenizer, loaded now unless they already are (blocking: call it
+        from a worker thread)."""
         with self._load_lock:
             if self._tokenizer is None or self._model is None:
                 self._load()
             return self._model, self._tokenizer
+
+    # -- internals (these run in worker threads) -----------------------------------
 
     def _load(self) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -182,10 +187,10 @@ class HFChatModel:
         cancel: threading.Event | None = None,
     ) -> _Generated:
         try:
-            model, tokenizer = self._ensure_loaded()
+            model, tokenizer = self.load()
             # one generation at a time; tokenizing inside the lock too, as a fast tokenizer
             # shared between threads can fail with "Already borrowed"
-            with self._generate_lock:
+            with self.generation_lock:
                 return self._run_generate(model, tokenizer, messages, max_tokens, temperature, stop, streamer, cancel)
         finally:
             if streamer is not None:
