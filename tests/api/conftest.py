@@ -1,5 +1,6 @@
 """A live service for API tests: the real app over HTTP (uvicorn in a thread), a real Celery
-worker process, Redis at 127.0.0.1:6379 (a database of its own, emptied first)."""
+worker process, and a database of its own (emptied first) on the session's Redis (see
+`redis_server` in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,25 +23,12 @@ from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "qk_admin_test_key_0123456789"
-REDIS_URL = os.environ.get("QUARRY_TEST_REDIS", "redis://127.0.0.1:6379/9")
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def redis_or_skip(url: str) -> None:
-    import redis
-
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=2)
-        client.flushdb()
-    except Exception as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"Redis is required under CI=true but is not reachable at {url}: {exc}")
-        pytest.skip(f"Redis not reachable at {url}: {exc}")
 
 
 @dataclass
@@ -142,8 +130,8 @@ def stop_live(live: Live) -> None:
 
 
 def live_service(tmp_path_factory: pytest.TempPathFactory, name: str, redis_url: str) -> Iterator[Live]:
-    """A live service for a fixture to yield from: started on a Redis database of its own."""
-    redis_or_skip(redis_url)
+    """A live service for a fixture to yield from, on the Redis database `redis_url` (one
+    of its own, from the `fresh_redis` fixture)."""
     service = start_live(tmp_path_factory.mktemp(name), redis_url)
     try:
         yield service
@@ -152,5 +140,5 @@ def live_service(tmp_path_factory: pytest.TempPathFactory, name: str, redis_url:
 
 
 @pytest.fixture(scope="package")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    yield from live_service(tmp_path_factory, "service", REDIS_URL)
+def live(tmp_path_factory: pytest.TempPathFactory, fresh_redis: Callable[[], str]) -> Iterator[Live]:
+    yield from live_service(tmp_path_factory, "service", fresh_redis())

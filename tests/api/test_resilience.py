@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,10 @@ from quarry.retrieval.chunking import Chunker
 from quarry.retrieval.embedder import SentenceEmbedder
 from quarry.retrieval.loaders import text_document
 from quarry.workers.redis_server import EmbeddedRedis
-from tests.api.conftest import REDIS_URL, start_live, stop_live
+from tests.api.conftest import start_live, stop_live
 
-pytestmark = pytest.mark.slow
+# Each case waits on jobs for minutes at worst (restarts, leases running out): more than the default timeout.
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 def _doc(i: int) -> str:
@@ -24,12 +26,10 @@ def _doc(i: int) -> str:
     )
 
 
-def test_worker_killed_mid_ingest_then_restarted(tmp_path: Path, embedder: SentenceEmbedder) -> None:
-    from tests.api.conftest import redis_or_skip
-
-    url = REDIS_URL.rsplit("/", 1)[0] + "/10"
-    redis_or_skip(url)
-    live = start_live(tmp_path, url, visibility_timeout_s=8, job_lease_s=6)
+def test_worker_killed_mid_ingest_then_restarted(
+    tmp_path: Path, embedder: SentenceEmbedder, fresh_redis: Callable[[], str]
+) -> None:
+    live = start_live(tmp_path, fresh_redis(), visibility_timeout_s=8, job_lease_s=6)
     live.env["QUARRY_INGEST__BATCH_CHUNKS"] = "16"
     try:
         live.kill_worker(live.workers[0], signal.SIGTERM)
@@ -95,14 +95,12 @@ def test_redis_restarted_during_research(tmp_path: Path) -> None:
         redis.stop()
 
 
-def test_two_workers_two_machines_share_postgres(tmp_path: Path, postgres_url: str) -> None:
+def test_two_workers_two_machines_share_postgres(
+    tmp_path: Path, postgres_url: str, fresh_redis: Callable[[], str]
+) -> None:
     """Sibling nodes of one question run on different search workers, each with its own
     index cache (its own data directory) kept in sync from the shared database."""
-    from tests.api.conftest import redis_or_skip
-
-    url = REDIS_URL.rsplit("/", 1)[0] + "/11"
-    redis_or_skip(url)
-    live = start_live(tmp_path / "api", url, database_url=postgres_url, node_executor="celery")
+    live = start_live(tmp_path / "api", fresh_redis(), database_url=postgres_url, node_executor="celery")
     try:
         live.kill_worker(live.workers[0], signal.SIGTERM)
         for machine in ("m1", "m2"):  # two more "machines", each with its own data directory

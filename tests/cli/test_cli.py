@@ -90,6 +90,7 @@ def test_errors_exit_non_zero(workdir: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e  # a child process
 def test_installed_entry_point_with_progress(workdir: Path) -> None:
     """The console script as installed, with the progress bar forced on."""
     exe = Path(sys.executable).with_name("quarry")

@@ -31,6 +31,7 @@ SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.slow
+@pytest.mark.e2e  # a child process
 def test_sigkill_mid_ingest_then_resume(tmp_path: Path, embedder: SentenceEmbedder) -> None:
     corpus = tmp_path / "corpus"
     for i in range(120):

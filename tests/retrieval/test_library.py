@@ -244,6 +244,7 @@ def test_deleting_a_collection_waits_for_its_writer_and_no_ingest_brings_it_back
         library.ingest_documents("kb", [text_document("Pumice floats.", name="pumice.md")], create=False)
 
 
+@pytest.mark.slow  # 1,100 documents through ingest to cross the IVF threshold
 def test_approximate_index_past_threshold(tmp_path: Path, embedder: SentenceEmbedder) -> None:
     settings = make_settings(tmp_path, index={"approximate_threshold": 1000}, ingest={"batch_chunks": 4096})
     lib = Library(settings, embedder=embedder)

@@ -345,6 +345,7 @@ def test_threads_upgrading_at_once_all_succeed(url: str) -> None:
             e.dispose()
 
 
+@pytest.mark.e2e  # child processes
 def test_processes_starting_at_once_all_succeed(url: str, engine: Engine, tmp_path: Path) -> None:
     """Three processes start their Store at the same moment, on a database made before
     migrations: one adopts and upgrades it under the lock, the others find it done."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
-REDIS_URL = os.environ.get("QUARRY_TEST_UI_REDIS", "redis://127.0.0.1:6379/12")
 
 
 def _required(reason: str) -> None:
@@ -53,8 +52,8 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="package")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    yield from live_service(tmp_path_factory, "ui-service", REDIS_URL)
+def live(tmp_path_factory: pytest.TempPathFactory, fresh_redis: Callable[[], str]) -> Iterator[Live]:
+    yield from live_service(tmp_path_factory, "ui-service", fresh_redis())
 
 
 @pytest.fixture
