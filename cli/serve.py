@@ -74,7 +74,9 @@ def serve(
         port=port or settings.service.port,
     )
     env = {**os.environ, "QUARRY_SERVICE__REDIS_URL": url, "QUARRY_SERVICE__ADMIN_KEY": key}
-    worker = subprocess.Popen([sys.executable, "-m", "quarry.cli", "worker", "-Q", "ingest,search,gpu,research"], env=env)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "quarry.cli", "worker", "-Q", "ingest,search,gpu,research"], env=env
+    )
     try:
         if ingest:
             _queue_paths(settings, collection, ingest)
