@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from quarry.agents import prompts
 from quarry.agents.events import AnswerToken, Emit
 from quarry.agents.planner import Comparison, parse_comparison
-from quarry.agents.reader import ExtractiveReader, ScoredSentence, cosine_support
-from quarry.agents.text import first_number, split_sentences, words, years
+from quarry.agents.reader import ExtractiveReader, ScoredSentence, answer_span, cosine_support
+from quarry.agents.text import capitalised_spans, near_duplicate, quantity_spans, split_sentences, words, years
 from quarry.core.chat import ChatModel, Usage
 from quarry.core.types import Citation, Evidence, NodeState, PlanNode
 from quarry.retrieval.reorder import reorder_for_reader
@@ -47,7 +47,22 @@ _FILLER = frozenset(
     ]
 )
 EXTRACTIVE_NOTE = "(Extractive answer: sentences quoted from the sources; no generative model is configured.)"
-NOT_FOUND = "The collection does not appear to contain the answer to this question."
+NOT_FOUND = "Not found in the collection."
+_EARLIER = re.compile(r"\b(older|oldest|first|earlier|earliest|before|sooner)\b", re.I)
+_MORE = re.compile(
+    r"\b(more|most|larger|largest|bigger|biggest|taller|tallest|longer|longest|higher|highest|greater)\b", re.I
+)
+_LESS = re.compile(r"\b(fewer|less|least|smaller|smallest|shorter|shortest|lower|lowest)\b", re.I)
+_CONTRASTS = (
+    re.compile(
+        r"^(?:what(?:'s| is| are| was| were)?\s+)?(?:the\s+)?(?:main\s+|key\s+)?differences?\s+between\s+"
+        r"(?P<a>.+?)\s+and\s+(?P<b>.+)$",
+        re.I,
+    ),
+    re.compile(r"^how\s+(?:does|do|is|are)\s+(?P<a>.+?)\s+(?:differ|different)\s+from\s+(?P<b>.+)$", re.I),
+    re.compile(r"^compare\s+(?P<a>.+?)\s+(?:and|with|to)\s+(?P<b>.+)$", re.I),
+    re.compile(r"^(?P<a>[^,]+?)\s+(?:vs\.?|versus)\s+(?P<b>.+)$", re.I),
+)
 
 
 @dataclass
@@ -113,55 +128,131 @@ class Writer:
         return sorted(seen.values(), key=lambda e: -e.score)[: self.max_passages]
 
     def _extractive(self, question: str, nodes: list[PlanNode], evidence: dict[str, list[Evidence]]) -> Draft:
-        passages: list[Evidence] = []
-        spans: dict[int, tuple[int, int]] = {}
-
-        def cite(node: PlanNode, sentence: ScoredSentence) -> str:
-            ev = evidence[node.id][sentence.evidence]
-            for i, p in enumerate(passages, start=1):
-                if p.chunk_id == ev.chunk_id:
-                    return f"[{i}]"
-            passages.append(ev)
-            spans[len(passages)] = (sentence.start, sentence.end)
-            return f"[{len(passages)}]"
-
-        best: dict[str, ScoredSentence] = {}
-        ranked_by_node: dict[str, list[ScoredSentence]] = {}
-        for node in nodes:
-            if node.state is NodeState.DONE and evidence.get(node.id):
-                ranked = self.reader.rank(node.question, evidence[node.id])
-                if ranked:
-                    best[node.id] = ranked[0]
-                    ranked_by_node[node.id] = ranked
-        if not best:
-            return Draft(f"{NOT_FOUND} {EXTRACTIVE_NOTE}", [])
+        cites = _Citations(evidence)
         comparison = parse_comparison(question)
-        short: str | None
-        if comparison and len(nodes) >= 2:
-            if comparison.kind == "choice":
-                # the sentence that carries what is compared (a year, a number) beats a closer paraphrase
-                wants = (
-                    years if _TIME.search(comparison.stem) else (lambda t: [first_number(t)] if first_number(t) else [])
-                )
-                entities = {nodes[0].id: comparison.a, nodes[1].id: comparison.b}
-                for node_id, ranked in ranked_by_node.items():
-                    entity = words(entities.get(node_id, "")) - _FILLER
-                    about = [s for s in ranked if entity <= words(evidence[node_id][s.evidence].text)] or ranked
-                    best[node_id] = next((s for s in about[:4] if wants(s.text)), about[0])
-            short = _decide(comparison, nodes[:2], best)
-        else:
-            answered = [n for n in nodes if n.id in best]
-            short = answered[-1].answer if answered else None
+        lines: list[str] | None = None
+        short: str | None = None
+        pair = _difference(question)
+        if comparison is not None and comparison.kind == "difference":
+            pair = (comparison.a, comparison.b)
+        if pair is not None:
+            lines = self._contrast(pair, nodes, evidence, cites)
+        elif comparison and len(nodes) >= 2:
+            lines, short = self._compare(comparison, nodes[:2], evidence, cites)
+        if lines is None:
+            lines, short = self._answer(question, nodes, evidence, cites)
+        if not lines:
+            return Draft(f"{NOT_FOUND}\n\n{EXTRACTIVE_NOTE}", [])
+        text = "\n".join(lines) + f"\n\n{EXTRACTIVE_NOTE}"
+        return Draft(text, cites.passages, short_answer=short, spans=cites.spans)
+
+    def _answer(
+        self, question: str, nodes: list[PlanNode], evidence: dict[str, list[Evidence]], cites: _Citations
+    ) -> tuple[list[str], str | None]:
+        """The question read over its first node's passages: the short answer on its own
+        line when one was located, then the best one to three sentences, each cited. When
+        the question needed hops (no typed answer in the first passages), the sentence that
+        led on comes first and the last hop's sentences answer."""
+        root = next((n for n in nodes if not n.parents and evidence.get(n.id)), None)
+        if root is None:
+            return [], None
+        reading = self.reader.read(question, evidence[root.id], 3)
+        if not reading.found:
+            return [], None
+        picked = [(root, s) for s in reading.sentences]
+        span, source = reading.span, (root, reading.sentences[0])
+        hops = [n for n in nodes if n.parents and n.state is NodeState.DONE and evidence.get(n.id)]
+        if hops:
+            last = hops[-1]
+            hop = self.reader.read(last.question, evidence[last.id], 2)
+            # the last hop's typed answer, not the entity the hop searched for
+            asked = f"{question} {last.question}"
+            found = [(s, answer_span(asked, s.text, avoid=evidence[last.id][s.evidence].title)) for s in hop.sentences]
+            hop_span = next(((s, a) for s, a in found if a), None)
+            if hop.found and (hop_span is not None or span is None):
+                picked = picked[:1]
+                for s in hop.sentences:
+                    if not any(near_duplicate(s.text, p.text) for _, p in picked):
+                        picked.append((last, s))
+                span = hop_span[1] if hop_span else None
+                if hop_span:
+                    source = (last, hop_span[0])
+        lines = []
+        if span:
+            lines.append(f"{span} {cites.cite(source[0].id, source[1])}")
+        lines.append(" ".join(_quoted(s.text, cites.cite(n.id, s)) for n, s in _reading_order(picked, evidence)))
+        return lines, span
+
+    def _compare(
+        self, c: Comparison, pair: list[PlanNode], evidence: dict[str, list[Evidence]], cites: _Citations
+    ) -> tuple[list[str] | None, str | None]:
+        """Two entities, one node each: the verdict on its own line, then both facts cited."""
+        entities = (c.a, c.b)
+        facts: list[ScoredSentence | None] = []
+        for node, entity in zip(pair, entities, strict=True):
+            ranked = evidence.get(node.id) and node.state is NodeState.DONE
+            facts.append(self._fact(c, node, entity, evidence[node.id]) if ranked else None)
+        if all(f is None for f in facts):
+            return None, None
+        verdict = _decide(c, facts)
+        parts = []
+        for node, entity, fact in zip(pair, entities, facts, strict=True):
+            if fact is None:
+                continue
+            label = "" if (words(entity) - _FILLER) <= words(fact.text) else f"{_label(entity)}: "
+            parts.append(label + _quoted(fact.text, cites.cite(node.id, fact), end=""))
+        missing = [_label(e) for e, f in zip(entities, facts, strict=True) if f is None]
+        lines = []
+        if verdict is not None:
+            if verdict in ("yes", "no"):
+                markers = " ".join(cites.cite(n.id, f) for n, f in zip(pair, facts, strict=True) if f is not None)
+                lines.append(f"{verdict.capitalize()} {markers}")
+            else:
+                side = 0 if verdict == c.a else 1
+                fact = facts[side]
+                marker = cites.cite(pair[side].id, fact) if fact is not None else ""
+                lines.append(f"{_label(verdict)} {marker}".strip())
+        lines.append("; ".join(parts) + ".")
+        if missing:
+            lines.append(f"(Nothing in the collection about {' or '.join(missing)}.)")
+        return lines, (_label(verdict) if verdict not in (None, "yes", "no") else verdict)
+
+    def _fact(self, c: Comparison, node: PlanNode, entity: str, passages: list[Evidence]) -> ScoredSentence | None:
+        """The sentence about `entity` that carries what is compared (a year for older or
+        first, a quantity for larger or more), else its best sentence."""
+        ranked = self.reader.rank(node.question, passages)
+        named = words(entity) - _FILLER
+        about = [s for s in ranked if named <= words(f"{passages[s.evidence].title} {passages[s.evidence].text}")]
+        about = about or self.reader.supported(ranked)
+        if not about:
+            return None
+        if c.kind == "choice":
+            value = _year if _TIME.search(c.stem) else _quantity
+            return next((s for s in about[:6] if value(s.text) is not None), about[0])
+        return about[0]
+
+    def _contrast(
+        self, pair: tuple[str, str], nodes: list[PlanNode], evidence: dict[str, list[Evidence]], cites: _Citations
+    ) -> list[str] | None:
+        """ "The difference between X and Y": each side's best sentence, cited."""
         lines: list[str] = []
-        if short and short not in {best[n].text for n in best}:
-            last = next(n for n in reversed(nodes) if n.id in best)
-            lines.append(f"{short} {cite(last, best[last.id])}.")
-        for node in nodes:
-            if node.id in best:
-                sentence = best[node.id]
-                lines.append(f"{sentence.text.rstrip('.')} {cite(node, sentence)}.")
-        lines.append(EXTRACTIVE_NOTE)
-        return Draft(" ".join(lines), passages, short_answer=short, spans=spans)
+        taken: list[ScoredSentence] = []
+        for entity in pair:
+            named = words(entity) - _FILLER
+            options: list[tuple[PlanNode, ScoredSentence]] = []
+            for node in nodes:
+                passages = evidence.get(node.id) or []
+                for s in self.reader.rank(f"What is {entity}?", passages)[:10] if passages else []:
+                    if named <= words(f"{passages[s.evidence].title} {s.text}") and not any(
+                        near_duplicate(s.text, t.text) for t in taken
+                    ):
+                        options.append((node, s))
+            if options:
+                node, pick = max(options, key=lambda o: o[1].score)
+                taken.append(pick)
+                label = "" if named <= words(pick.text) else f"{_label(entity)}: "
+                lines.append(label + _quoted(pick.text, cites.cite(node.id, pick)))
+        return lines or None
 
     # checking -------------------------------------------------------------------------
     def check(self, draft: Draft) -> Checked:
@@ -205,11 +296,19 @@ class Writer:
         by_n = {c.n: c for c in citations}
         claims: list[tuple[str, list[str]]] = []
         flagged: list[str] = []
-        for sentence in split_sentences(text):
-            body = _MARKER.sub("", sentence.text).strip()
-            if not body or body == EXTRACTIVE_NOTE or body.startswith("(") or len(body.split()) < 3:
+        # each line, each sentence, and each side of a "; " apart (a comparison's two facts)
+        pieces = [
+            part
+            for line in text.splitlines()
+            if line.strip() not in (EXTRACTIVE_NOTE, NOT_FOUND)
+            for sentence in split_sentences(line)
+            for part in re.split(r";\s+", sentence.text)
+        ]
+        for piece in pieces:
+            body = _MARKER.sub("", piece).strip()
+            if not body or body == NOT_FOUND or body.startswith("(") or len(body.split()) < 3:
                 continue
-            cited = [by_n[int(n)].snippet for n in _MARKER.findall(sentence.text) if int(n) in by_n]
+            cited = [by_n[int(n)].snippet for n in _MARKER.findall(piece) if int(n) in by_n]
             if not cited:
                 flagged.append(body)
             else:
@@ -227,34 +326,118 @@ class Writer:
         return flagged
 
 
-def _decide(c: Comparison, nodes: list[PlanNode], best: dict[str, ScoredSentence]) -> str | None:
-    """The extractive verdict of a two-entity comparison, when the evidence allows one."""
-    a, b = nodes[0], nodes[1]
+def _decide(c: Comparison, facts: list[ScoredSentence | None]) -> str | None:
+    """The extractive verdict of a two-entity comparison (an entity, or yes/no), when the
+    facts allow one."""
+    fa, fb = facts
     if c.kind == "both":
         wanted = words(c.rest) - _FILLER
-        if a.id not in best or b.id not in best or not wanted:
-            return None if wanted else ("yes" if a.id in best and b.id in best else "no")
+        if fa is None or fb is None:
+            return None
+        if not wanted:
+            return "yes"
 
-        def has(node: PlanNode) -> bool:
-            return len(wanted & words(best[node.id].text)) * 2 >= len(wanted)
+        def has(fact: ScoredSentence) -> bool:
+            return len(wanted & words(fact.text)) * 2 >= len(wanted)
 
-        return "yes" if has(a) and has(b) else "no"
+        return "yes" if has(fa) and has(fb) else "no"
     if c.kind == "same":
-        if a.answer and b.answer:
-            return "yes" if a.answer.strip().lower() == b.answer.strip().lower() else "no"
-        return None
+        if fa is None or fb is None:
+            return None
+        own = words(c.a) | words(c.b)
+        ta = {w for span in capitalised_spans(fa.text) for w in words(span)} - own
+        tb = {w for span in capitalised_spans(fb.text) for w in words(span)} - own
+        if not ta or not tb:
+            return None
+        return "yes" if ta & tb else "no"
     stem = c.stem.lower()
-    ya = years(best[a.id].text) if a.id in best else []
-    yb = years(best[b.id].text) if b.id in best else []
-    if re.search(r"\b(older|oldest|first|earlier|earliest|before|sooner)\b", stem) and ya and yb:
-        return c.a if min(ya) <= min(yb) else c.b
-    if re.search(r"\b(younger|newer|later|latest|last|more recent|most recent)\b", stem) and ya and yb:
-        return c.a if max(ya) >= max(yb) else c.b
-    na = first_number(best[a.id].text) if a.id in best else None
-    nb = first_number(best[b.id].text) if b.id in best else None
-    if na is not None and nb is not None:
-        if re.search(r"\b(more|most|larger|largest|bigger|taller|longer|higher|greater)\b", stem):
-            return c.a if na >= nb else c.b
-        if re.search(r"\b(fewer|less|smaller|shorter|lower)\b", stem):
-            return c.a if na <= nb else c.b
+    if _TIME.search(stem):
+        ya = _year(fa.text) if fa else None
+        yb = _year(fb.text) if fb else None
+        if ya is None or yb is None or ya == yb:
+            return None
+        earlier = c.a if ya < yb else c.b
+        later = c.b if earlier == c.a else c.a
+        return earlier if _EARLIER.search(stem) else later
+    na = _quantity(fa.text) if fa else None
+    nb = _quantity(fb.text) if fb else None
+    if na is None or nb is None or na == nb:
+        return None
+    if _MORE.search(stem):
+        return c.a if na > nb else c.b
+    if _LESS.search(stem):
+        return c.a if na < nb else c.b
     return None
+
+
+def _year(text: str) -> int | None:
+    found = years(text)
+    return min(found) if found else None
+
+
+def _quantity(text: str) -> float | None:
+    counts = [value for _, value, is_year in quantity_spans(text) if not is_year]
+    return counts[0] if counts else None
+
+
+def _reading_order(
+    picked: list[tuple[PlanNode, ScoredSentence]], evidence: dict[str, list[Evidence]]
+) -> list[tuple[PlanNode, ScoredSentence]]:
+    """Sentences of one document in the order the document has them ("The tower is ... It
+    was completed in 1889."), documents in the order of their best sentence."""
+    groups: dict[int, list[tuple[PlanNode, ScoredSentence]]] = {}
+    for node, sentence in picked:
+        groups.setdefault(evidence[node.id][sentence.evidence].document_id, []).append((node, sentence))
+    return [item for group in groups.values() for item in sorted(group, key=lambda x: x[1].start)]
+
+
+def _label(entity: str) -> str:
+    """An entity as the answer names it: "the Eiffel Tower" -> "Eiffel Tower"."""
+    entity = re.sub(r"^(?:the|a|an)\s+", "", entity.strip(), flags=re.I)
+    return entity[:1].upper() + entity[1:]
+
+
+def _difference(question: str) -> tuple[str, str] | None:
+    """The two sides of "What is the difference between X and Y?" (or "How does X differ
+    from Y?", "X vs Y", "Compare X and Y")."""
+    q = question.strip().rstrip("?. ")
+    for pattern in _CONTRASTS:
+        m = pattern.match(q)
+        if m:
+            return _strip_entity(m.group("a")), _strip_entity(m.group("b"))
+    return None
+
+
+def _strip_entity(text: str) -> str:
+    return text.strip(" ,.\"'")
+
+
+def _quoted(sentence: str, marker: str, end: str = ".") -> str:
+    """A quoted sentence with its citation before the final full stop ("... 1889 [1].");
+    `end` closes it when it has no closing punctuation of its own."""
+    text = " ".join(sentence.split())
+    if text.endswith("."):
+        return f"{text[:-1]} {marker}{end}"
+    if text.endswith(("!", "?", ":", ";", '"', "'", ")", "”")):
+        return f"{text} {marker}"
+    return f"{text} {marker}{end}"
+
+
+class _Citations:
+    """Numbers passages in order of first citation and remembers what each is cited for."""
+
+    def __init__(self, evidence: dict[str, list[Evidence]]) -> None:
+        self.evidence = evidence
+        self.passages: list[Evidence] = []
+        self.spans: dict[int, tuple[int, int]] = {}
+
+    def cite(self, node_id: str, sentence: ScoredSentence) -> str:
+        ev = self.evidence[node_id][sentence.evidence]
+        for n, p in enumerate(self.passages, start=1):
+            if p.chunk_id == ev.chunk_id:
+                a, b = self.spans[n]  # one passage cited for two sentences: the span covers both
+                self.spans[n] = (min(a, sentence.start), max(b, sentence.end))
+                return f"[{n}]"
+        self.passages.append(ev)
+        self.spans[len(self.passages)] = (sentence.start, sentence.end)
+        return f"[{len(self.passages)}]"

@@ -129,8 +129,111 @@ def _clean(text: str) -> str:
 
 
 def _first_heading(text: str) -> str | None:
-    match = re.search(r"^#{1,6}\s+(.+?)\s*#*\s*$", text, flags=re.MULTILINE)
-    return match.group(1).strip() if match else None
+    for match in re.finditer(r"^#{1,6}\s+(.+?)\s*#*\s*$", text, flags=re.MULTILINE):
+        title = _ATTRIBUTES.sub("", match.group(1)).strip()
+        if title:
+            return title
+    return None
+
+
+# MkDocs (Python-Markdown extensions) markup that is layout, not text: attribute lists
+# (`{ #id }`, `{: .class }`), mkdocstrings directives (`::: pkg.module.Class` and their
+# indented options), snippet includes, abbreviation definitions, HTML comments
+_ATTRIBUTE = r"(?:[#.][\w:-]+|[\w-]+=(?:\"[^\"\n]*\"|'[^'\n]*'|[^\s}]+))"
+_ATTRIBUTES = re.compile(rf"[ \t]*\{{:?[ \t]*{_ATTRIBUTE}(?:[ \t]+{_ATTRIBUTE})*[ \t]*\}}")
+_FENCE_LINE = re.compile(r"^[ \t]*(```+|~~~+)")
+_DIRECTIVE = re.compile(r"^([ \t]*):::[ \t]*\S")
+_CONTAINER = re.compile(r"^([ \t]*)(!!!|\?\?\?\+?|===)[ \t]*([\w-]*)[ \t]*(?:\"([^\"]*)\")?[ \t]*$")
+_LAYOUT_LINE = re.compile(
+    r"^[ \t]*(?:-{2}8<-{2}.*|\{\*.*\*\}|\*\[[^\]]+\]:.*|\[TOC\]|\{:?[ \t]*"
+    + _ATTRIBUTE
+    + r"(?:[ \t]+"
+    + _ATTRIBUTE
+    + r")*[ \t]*\})[ \t]*$"
+)
+_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+_INLINE_CODE = re.compile(r"(`+)(?:(?!\1).)+\1")
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)---[ \t]*\n", re.DOTALL)
+
+
+def clean_markdown(text: str) -> tuple[str, str | None]:
+    """Markdown without MkDocs layout markup, and the front matter's title if it has one.
+
+    Headings keep their words without `{ #anchor }` blocks; a directive line and its
+    indented options go; an admonition, details or tab marker (`!!! note "Title"`) becomes
+    its title in bold and its indented body becomes ordinary text. Fenced code is kept as
+    it is. The document's text is this cleaned text, so every chunk's offsets index it."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    title = None
+    front = _FRONT_MATTER.match(text)
+    if front:
+        found = re.search(r"^title:\s*[\"']?(.+?)[\"']?\s*$", front.group(1), flags=re.MULTILINE)
+        title = found.group(1).strip() if found else None
+        text = text[front.end() :]
+    text = _COMMENT.sub("", text)
+    out: list[str] = []
+    fence: str | None = None
+    skip_below: int | None = None  # drop the indented lines under a directive
+    dedent: list[int] = []  # indentation of the containers (admonitions, tabs) we are inside
+    for line in text.split("\n"):
+        indent = len(line) - len(line.lstrip(" \t"))
+        if fence is not None:
+            out.append(_outdent(line, dedent))
+            if line.strip().startswith(fence):
+                fence = None
+            continue
+        if skip_below is not None:
+            if not line.strip() or indent > skip_below:
+                continue
+            skip_below = None
+        if line.strip():
+            while dedent and indent <= dedent[-1]:
+                dedent.pop()
+        marker = _FENCE_LINE.match(line)
+        if marker:
+            fence = marker.group(1)[0] * 3
+            out.append(_outdent(line, dedent))
+            continue
+        directive = _DIRECTIVE.match(line)
+        if directive:
+            skip_below = len(directive.group(1))
+            continue
+        container = _CONTAINER.match(line)
+        if container:
+            label = container.group(4) if container.group(4) is not None else container.group(3).capitalize()
+            if label.strip():
+                out.append(_outdent(container.group(1), dedent) + f"**{label.strip()}**")
+                out.append("")
+            dedent.append(len(container.group(1)))
+            continue
+        if _LAYOUT_LINE.match(line):
+            continue
+        out.append(_outdent(_strip_attributes(line), dedent))
+    return "\n".join(out), title
+
+
+def _outdent(line: str, containers: list[int]) -> str:
+    """`line` without the four spaces of indentation each enclosing container adds."""
+    for _ in containers:
+        if line.startswith("    "):
+            line = line[4:]
+        elif line.startswith("\t"):
+            line = line[1:]
+    return line
+
+
+def _strip_attributes(line: str) -> str:
+    """Attribute blocks out of a line, leaving inline code spans alone."""
+    if "{" not in line:
+        return line
+    parts, last = [], 0
+    for code in _INLINE_CODE.finditer(line):
+        parts.append(_ATTRIBUTES.sub("", line[last : code.start()]))
+        parts.append(code.group(0))
+        last = code.end()
+    parts.append(_ATTRIBUTES.sub("", line[last:]))
+    stripped = "".join(parts)
+    return stripped.rstrip() if stripped != line else line
 
 
 def _html_to_text(data: bytes, name: str) -> tuple[str, str | None]:
@@ -317,6 +420,8 @@ def load_bytes(
     else:
         text = decode_text(data, source)
         metadata["markdown"] = media_type == "text/markdown"
+        if metadata["markdown"]:
+            text, title = clean_markdown(text)
     text = _clean(text)
     if not text:
         raise EmptyDocumentError(f"{source}: no text in the document")
@@ -352,14 +457,19 @@ def text_document(text: str, name: str, title: str | None = None, markdown: bool
     """A document from text given in code or through the API."""
     if not isinstance(text, str):
         raise DocumentError(f"{name}: text must be a string, got {type(text).__name__}")
-    cleaned = _clean(text)
+    front_title = None
+    if markdown:
+        cleaned, front_title = clean_markdown(text)
+        cleaned = _clean(cleaned)
+    else:
+        cleaned = _clean(text)
     if not cleaned:
         raise EmptyDocumentError(f"{name}: the text is empty")
     data = text.encode("utf-8")
     source = safe_source_name(name)
     return SourceDocument(
         source=source,
-        title=title or (_first_heading(cleaned) if markdown else None) or source,
+        title=title or front_title or (_first_heading(cleaned) if markdown else None) or source,
         text=cleaned,
         media_type="text/markdown" if markdown else "text/plain",
         content_hash=sha256(data),

@@ -9,6 +9,8 @@ import pytest
 
 from quarry.core.settings import IngestSettings
 from quarry.core.types import SourceDocument
+from quarry.retrieval.chunking import Chunker
+from quarry.retrieval.embedder import SentenceEmbedder
 from quarry.retrieval.errors import (
     CorruptDocumentError,
     DocumentError,
@@ -154,3 +156,62 @@ def test_text_document() -> None:
         text_document("  ", name="x")
     with pytest.raises(DocumentError, match="must be a string"):
         text_document(b"bytes", name="x")  # type: ignore[arg-type]
+
+
+MKDOCS = """---
+title: Query Parameters Guide
+---
+
+# Query Parameters { #query-parameters }
+
+When you declare other function parameters, they are read as query parameters. { .lead }
+
+<!-- an editor's note -->
+
+## Defaults {#defaults .section}
+
+Query parameters can have default values, as in [the tutorial](https://example.org/t){ .md-button }.
+
+::: fastapi.Query
+    options:
+      members:
+        - get
+
+!!! tip "Order"
+    You can declare them in any order.
+
+    ```python
+    app = FastAPI()  # { #kept-in-code }
+    ```
+
+=== "Python 3.10+"
+
+    Type hints are used for validation.
+
+--8<-- "snippets/footer.md"
+"""
+
+
+def test_markdown_drops_mkdocs_markup_and_keeps_code() -> None:
+    doc = _one(MKDOCS.encode(), "guide.md")
+    assert doc.title == "Query Parameters Guide"  # the front matter's title
+    assert doc.text.startswith("# Query Parameters\n\nWhen you declare")
+    for markup in ("{ #query-parameters }", "{#defaults", "{ .lead }", "{ .md-button }", ":::", "options:",
+                   "!!!", "===", "--8<--", "<!--", "---"):  # fmt: skip
+        assert markup not in doc.text, markup
+    assert "## Defaults\n" in doc.text and "[the tutorial](https://example.org/t)." in doc.text
+    assert "**Order**\n\nYou can declare them in any order." in doc.text  # the admonition's body is text
+    assert "```python\napp = FastAPI()  # { #kept-in-code }\n```" in doc.text  # code is left as it is
+    assert "**Python 3.10+**\n\nType hints are used for validation." in doc.text
+    untitled = _one(MKDOCS.split("---\n", 2)[2].encode(), "guide.md")
+    assert untitled.title == "Query Parameters"  # the first heading, without its anchor
+    assert text_document(MKDOCS, name="g.md", markdown=True).text == doc.text
+
+
+def test_markdown_chunks_index_the_cleaned_text_exactly(embedder: SentenceEmbedder) -> None:
+    doc = _one(MKDOCS.encode(), "guide.md")
+    chunks = Chunker(embedder.token_ids, 24, 4).split(doc)
+    assert len(chunks) > 2
+    for chunk in chunks:
+        assert doc.text[chunk.start_char : chunk.end_char] == chunk.text
+        assert "{ #" not in chunk.heading and "{#" not in chunk.heading

@@ -434,3 +434,79 @@ def test_the_plan_graph_stays_readable_from_1_to_30_nodes(page: Any, live: Live)
                 el.style.maxHeight = 'none'; el.style.overflow = 'visible'; } }"""
         )
         page.locator("#graph-probe svg").screenshot(path=str(ARTIFACTS / f"14-graph-{count}-nodes-whole.png"))
+
+
+# Markdown as documents and answers may hold it, hostile parts included.
+HOSTILE_MARKDOWN = """# Title
+
+Basalt is **dark** and `fine-grained` [1].
+
+<img src=x onerror="window.__xss = 1"> <script>window.__xss = 2</script>
+<iframe src="https://example.org"></iframe>
+
+[a script link](javascript:window.__xss=3) [a page](https://example.org/basalt) [a file](../etc/passwd)
+<a href="javascript:window.__xss=4" onclick="window.__xss=5">raw link</a>
+
+![an image](https://example.org/x.png)
+
+```
+code keeps [2] and <b>tags</b> as text
+```
+"""
+
+
+def test_markdown_renders_safely(page: Any, live: Live) -> None:
+    """Answers and passages show their markdown formatted, through the sanitiser: no
+    script, handler, frame or image gets in, links keep only web targets, raw HTML shows
+    as text; citations inside code stay text; the passage and span marks survive rendering."""
+    page.goto(live.url + "/")
+    page.keyboard.press("Escape")
+    result = page.evaluate(
+        """async (text) => {
+            const { renderCited, renderHighlighted } = await import("/ui/js/markdown.js");
+            window.__xss = 0;
+            const box = document.createElement("div");
+            box.id = "md-probe";
+            document.body.append(box);
+            const opened = [];
+            const citations = [{ n: 1, title: "Basalt", document: "basalt.md" }, { n: 2, title: "x", document: "x" }];
+            box.append(renderCited(text, citations, (c) => opened.push(c.n), "probe"));
+            box.querySelector("a.cite").click();
+            const doc = "# Basalt\\n\\nBasalt is **dark** rock.\\n\\n## Columns\\n\\nIt forms columns.";
+            const start = doc.indexOf("## Columns");
+            const span = doc.indexOf("It forms");
+            const quote = document.createElement("div");
+            quote.append(renderHighlighted(doc, [start, doc.length], [span, doc.length]));
+            await new Promise((r) => setTimeout(r, 200));
+            const attrs = [...box.querySelectorAll("*")].flatMap((el) => [...el.attributes].map((a) => a.name));
+            return {
+                xss: window.__xss,
+                opened,
+                dangerous: box.querySelectorAll("script, img, iframe, object, embed, style").length,
+                handlers: attrs.filter((a) => a.startsWith("on")),
+                hrefs: [...box.querySelectorAll("a[href]")].map((a) => a.getAttribute("href")),
+                targets: [...box.querySelectorAll("a[href]:not(.cite)")].map((a) => a.rel),
+                heading: box.querySelector("h1")?.textContent,
+                strong: box.querySelector("strong")?.textContent,
+                code: box.querySelector("pre code")?.textContent,
+                cites: [...box.querySelectorAll("a.cite")].map((a) => a.textContent),
+                text: box.textContent,
+                headings: [...quote.querySelectorAll("h1, h2")].map((h) => h.textContent),
+                passage: [...quote.querySelectorAll("mark.passage, mark.span")].map((m) => m.textContent).join(""),
+                span: [...quote.querySelectorAll("mark.span")].map((m) => m.textContent).join(""),
+                bold: quote.querySelector("strong")?.textContent,
+            };
+        }""",
+        HOSTILE_MARKDOWN,
+    )
+    assert result["xss"] == 0 and result["dangerous"] == 0 and result["handlers"] == [], result
+    assert [h for h in result["hrefs"] if h != "#"] == ["https://example.org/basalt"], result
+    assert all("noopener" in rel for rel in result["targets"]), result
+    assert result["heading"] == "Title" and result["strong"] == "dark"
+    assert "[2]" in result["code"] and "<b>tags</b>" in result["code"]  # code is text
+    assert result["cites"] == ["1"] and result["opened"] == [1]
+    assert '<img src=x onerror="window.__xss = 1">' in result["text"]  # raw HTML shows as text
+    assert result["headings"] == ["Basalt", "Columns"]  # the marks did not break the headings
+    assert result["passage"].split() == ["Columns", "It", "forms", "columns."], result
+    assert result["span"] == "It forms columns."
+    assert result["bold"] == "dark"

@@ -2,8 +2,9 @@
 // conversation is kept in this tab's session storage, so a reload keeps it.
 
 import { enc, events, getKey, stream } from "./api.js";
-import { $, announce, clear, cited, copy, h, keepFocus, plural } from "./dom.js";
+import { $, announce, clear, copy, h, keepFocus, plural } from "./dom.js";
 import { renderGraph, STATE_LABEL } from "./graph.js";
+import { renderCited } from "./markdown.js";
 import { closeAnySource, closeSource, openSource } from "./passage.js";
 
 const STORE = "quarry.chat";
@@ -36,12 +37,14 @@ function load() {
 
 // ---- rendering -----------------------------------------------------------------------
 
+// While it streams, the answer is plain text; once complete, its markdown is rendered (sanitised).
 function answerBody(m, i) {
-  const body = h("div", { class: "answer", id: `answer-${i}` });
-  if (m.status === "streaming" && !m.citations) {
+  const streaming = m.status === "streaming" && !m.citations;
+  const body = h("div", { class: streaming ? "answer streaming" : "answer md", id: `answer-${i}` });
+  if (streaming) {
     body.append(m.text || "", h("span", { class: "caret", "aria-hidden": "true" }));
     if (!m.text) body.prepend(h("span", { class: "muted" }, m.plan.nodes.length ? "Searching… " : "Planning… "));
-  } else body.append(...cited(m.text || "", m.citations, (c) => openSource(m.collection, c), `cite-${i}`));
+  } else body.append(renderCited(m.text || "", m.citations, (c) => openSource(m.collection, c), `cite-${i}`));
   return body;
 }
 

@@ -3,6 +3,7 @@
 
 import { api, enc } from "./api.js";
 import { $, clear, h } from "./dom.js";
+import { renderHighlighted } from "./markdown.js";
 
 const CONTEXT = 320; // characters of the document shown either side of the passage
 
@@ -32,22 +33,11 @@ export async function openSource(collection, ref, panel = $("#source-panel")) {
   const passage = [ref.start_char - from, Math.min(text.length, ref.end_char - from)];
   const hasSpan = ref.span_start !== null && ref.span_start !== undefined && ref.span_end > ref.span_start;
   const span = hasSpan ? [ref.span_start - from, Math.min(text.length, ref.span_end - from)] : passage;
-  const cuts = [...new Set([0, ...passage, ...span, text.length])]
-    .filter((x) => x >= 0 && x <= text.length)
-    .sort((a, b) => a - b);
-  const quote = h("blockquote", { class: "passage-text" });
-  if (from > 0) quote.append("… ");
-  for (let i = 0; i + 1 < cuts.length; i++) {
-    const [a, b] = [cuts[i], cuts[i + 1]];
-    const piece = text.slice(a, b);
-    if (!piece) continue;
-    const inSpan = a >= span[0] && b <= span[1];
-    const inPassage = a >= passage[0] && b <= passage[1];
-    if (inSpan) quote.append(h("mark", { class: "span", title: "the cited span" }, piece));
-    else if (inPassage) quote.append(h("mark", { class: "passage" }, piece));
-    else quote.append(h("span", { class: "context" }, piece));
-  }
-  if (text.length === to - from) quote.append(" …"); // the window was full: the document goes on
+  // the window's markdown rendered (sanitised), the passage and the cited span marked in it
+  const quote = h("blockquote", { class: "passage-text md" });
+  if (from > 0) quote.append(h("p", { class: "context" }, "…"));
+  quote.append(renderHighlighted(text, passage, span));
+  if (text.length === to - from) quote.append(h("p", { class: "context" }, "…")); // the window was full: the document goes on
   clear(
     body,
     h("p", { class: "doc-title" }, h("strong", {}, doc.title || doc.source)),

@@ -2,7 +2,8 @@
 // cancel, read the finished report (citations open their passages) and download it.
 
 import { api, download, enc, text } from "./api.js";
-import { $, announce, cited, clear, copy, flash, h, keepFocus, plural, progressBar, when } from "./dom.js";
+import { $, announce, clear, copy, flash, h, keepFocus, plural, progressBar, when } from "./dom.js";
+import { renderCited } from "./markdown.js";
 import { openSource } from "./passage.js";
 
 const FINISHED = ["succeeded", "failed", "cancelled"];
@@ -142,7 +143,7 @@ function renderReport(collection, report) {
   return [
     ...report.sections.map((s, i) => h("section", { class: "report-section" },
       h("h3", {}, `${i + 1}. ${s.question}`),
-      h("p", {}, ...cited(s.answer, refs, open, `cite-${i}`)),
+      h("div", { class: "md" }, renderCited(s.answer, refs, open, `cite-${i}`)),
       ...(s.notes || []).map((n) => h("p", { class: "note" }, n)))),
     refs.length ? h("h3", {}, "References") : null,
     refs.length ? h("ol", { class: "references" }, refs.map((r) => h("li", { value: r.n },
