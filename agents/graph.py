@@ -39,7 +39,8 @@ from quarry.agents.writer import EXTRACTIVE_NOTE, Writer
 from quarry.core.chat import ChatModel, Usage
 from quarry.core.errors import QuarryError
 from quarry.core.settings import Settings
-from quarry.core.types import Answer, Evidence, NodeState
+from quarry.core.types import Answer, Evidence, NodeState, PlanNode
+from quarry.retrieval.fusion import reciprocal_rank_fusion
 from quarry.retrieval.library import Library
 from quarry.retrieval.sparse import Analyzer
 
@@ -89,7 +90,13 @@ class AgentGraph:
         self.settings = settings or library.settings
         self.model = model
         self.reader = ExtractiveReader(library.embedder, Analyzer())
-        self.planner: Planner = planner or (ModelPlanner(model) if model else HeuristicPlanner(self.reader))
+        self.planner: Planner = planner or (
+            ModelPlanner(model)
+            if model
+            else HeuristicPlanner(
+                self.reader, library.graph, self.settings.agents.max_hops, self.settings.agents.hop_beam
+            )
+        )
         self.executor = executor or LocalExecutor(
             Searcher(library, self.settings.agents, self.reader, model, long_reader)
         )
@@ -238,7 +245,8 @@ class AgentGraph:
         if run.rounds < self.settings.agents.max_rounds and not run.graph.finished and run.remaining > 0:
             run.rounds += 1
             evidence = run.results[node_id].evidence if node_id in run.results else []
-            reply = await self._planner_call(run, self.planner.extend(run.question, run.graph, node, evidence))
+            extend = self.planner.extend(run.question, run.graph, node, evidence, run.collection)
+            reply = await self._planner_call(run, extend)
             rejected = reply.rejected + run.graph.apply(reply.ops)
             await self._emit_plan(run, rejected)
         else:
@@ -260,7 +268,9 @@ class AgentGraph:
         run = runtime.context
         started = time.perf_counter()
         nodes = run.graph.snapshot()
-        evidence: dict[str, list[Evidence]] = {nid: r.evidence for nid, r in run.results.items()}
+        # the writer works from what each node read, not from everything it gathered
+        read = self.settings.agents.evidence_per_node
+        evidence: dict[str, list[Evidence]] = {nid: r.evidence[:read] for nid, r in run.results.items()}
         draft = await self.writer.write(run.question, nodes, evidence, run.emit)
         run.usage += draft.usage
         checked = await asyncio.to_thread(self.writer.check, draft)
@@ -270,10 +280,7 @@ class AgentGraph:
         notes = list(run.notes) + [f"removed citation {r}" for r in checked.removed]
         if self.model is None:
             notes.append(EXTRACTIVE_NOTE.strip("()"))
-        gathered: dict[int, Evidence] = {}
-        for result in run.results.values():
-            for ev in result.evidence:
-                gathered.setdefault(ev.chunk_id, ev)
+        gathered = self._rank_evidence(run, nodes)
         answer = Answer(
             question=run.question,
             collection=run.collection,
@@ -282,7 +289,7 @@ class AgentGraph:
             citations=checked.citations,
             nodes=nodes,
             edges=run.graph.edges,
-            evidence=list(gathered.values()),
+            evidence=gathered,
             unsupported=checked.unsupported,
             extractive=self.model is None,
             partial=run.partial,
@@ -293,3 +300,14 @@ class AgentGraph:
             timings={k: round(v, 4) for k, v in run.timings.items()},
         )
         return {"answer": answer}
+
+    def _rank_evidence(self, run: RunContext, nodes: list[PlanNode]) -> list[Evidence]:
+        """Every node's passages in one ranking (reciprocal rank fusion of the nodes' lists,
+        in plan order), cut to the evidence budget."""
+        lists = [run.results[n.id].evidence for n in nodes if n.id in run.results]
+        by_id: dict[int, Evidence] = {}
+        for evidence in lists:
+            for ev in evidence:
+                by_id.setdefault(ev.chunk_id, ev)
+        fused = reciprocal_rank_fusion([[ev.chunk_id for ev in evidence] for evidence in lists])
+        return [by_id[cid] for cid, _ in fused[: self.settings.agents.evidence_budget]]

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from quarry.agents import prompts
 from quarry.agents.errors import LLMError
+from quarry.agents.hops import Term, choose_bridges, open_terms
 from quarry.agents.plan import PLAN_OPS_SCHEMA, AddEdge, AddNode, Finish, PlanGraph, parse_ops
 from quarry.agents.reader import ExtractiveReader
-from quarry.agents.text import capitalised_spans
 from quarry.core.chat import ChatModel, Usage
 from quarry.core.types import Evidence, NodeState, PlanNode
+from quarry.retrieval.entities import query_keys
+from quarry.retrieval.graph import PassageGraph
 
 Op = AddNode | AddEdge | Finish
 
@@ -30,7 +34,7 @@ class Planner(Protocol):
     async def initial(self, question: str) -> PlannerReply: ...
 
     async def extend(
-        self, question: str, graph: PlanGraph, finished: PlanNode, evidence: list[Evidence]
+        self, question: str, graph: PlanGraph, finished: PlanNode, evidence: list[Evidence], collection: str = ""
     ) -> PlannerReply: ...
 
 
@@ -49,7 +53,7 @@ class ModelPlanner:
         return reply
 
     async def extend(
-        self, question: str, graph: PlanGraph, finished: PlanNode, evidence: list[Evidence]
+        self, question: str, graph: PlanGraph, finished: PlanNode, evidence: list[Evidence], collection: str = ""
     ) -> PlannerReply:
         return await self._ask(prompts.extend_messages(question, graph.snapshot()))
 
@@ -86,20 +90,30 @@ _BOTH = re.compile(
     r"(?P<kind>both|the same|of the same|from the same|in the same)\s*(?P<rest>.*?)\s*\??$",
     re.I,
 )
-_RELATIVE = re.compile(r"\b(?:the|a|an)\s+(?:[\w'’-]+\s+){0,4}?(?:who|that|which|whose|whom)\b.*?(?=\?|$)", re.I)
 
 
 @dataclass(frozen=True)
 class Comparison:
-    kind: str  # "choice" (which of A or B) or "same"/"both"
+    kind: str  # "choice" (which of A or B), "same"/"both", or "difference" (between A and B)
     stem: str
     a: str
     b: str
     rest: str = ""
 
 
+_DIFFERENCE = re.compile(
+    r"^(?:what|how)\s+(?:is|are|'s)?\s*(?:the\s+)?(?:main\s+|key\s+)?(?:differences?|difference)\s+between\s+"
+    r"(?P<a>.+?)\s+and\s+(?P<b>.+?)\s*\??$|^how\s+(?:does|do|is|are)\s+(?P<a2>.+?)\s+differ\s+from\s+(?P<b2>.+?)\s*\??$",
+    re.I,
+)
+
+
 def parse_comparison(question: str) -> Comparison | None:
     q = question.strip()
+    m = _DIFFERENCE.match(q)
+    if m:
+        a, b = m.group("a") or m.group("a2"), m.group("b") or m.group("b2")
+        return Comparison("difference", "what is", _strip(a), _strip(b))
     m = _CHOICE.match(q) or _CHOICE_BARE.match(q)
     if m:
         return Comparison("choice", m.group("stem").strip(), _strip(m.group("a")), _strip(m.group("b")))
@@ -120,6 +134,8 @@ def _strip(entity: str) -> str:
 
 
 def comparison_questions(c: Comparison) -> list[str]:
+    if c.kind == "difference":
+        return [f"What is {c.a}?", f"What is {c.b}?"]
     if c.kind == "choice":
         return [f"{c.stem}: {c.a}?", f"{c.stem}: {c.b}?"]
     if c.kind == "same":
@@ -128,50 +144,69 @@ def comparison_questions(c: Comparison) -> list[str]:
     return [f"{c.stem.capitalize()} {c.a} {c.rest}?".replace("  ", " "), f"{c.stem.capitalize()} {c.b} {c.rest}?"]
 
 
-def is_bridge(question: str) -> bool:
-    return bool(_RELATIVE.search(question)) and parse_comparison(question) is None
+@dataclass
+class _Chain:
+    """Where one branch of a question's plan stands (kept per node: a hop inherits it)."""
 
-
-def bridge_question(question: str, entity: str) -> str:
-    """The question with its described entity ("the woman who ...") replaced by the name found."""
-    replaced, count = _RELATIVE.subn(entity, question, count=1)
-    return replaced if count else f"{entity}: {question}"
+    terms: list[Term]
+    exclude: set[str] = field(default_factory=set)
+    arrived: str | None = None  # the entity the last hop went to
 
 
 class HeuristicPlanner:
-    """Plans without a model: comparisons become one node per entity; bridge questions
-    retrieve, take the bridge entity from the best passages, and retrieve again."""
+    """Plans without a model: comparisons become one node per entity, other questions one
+    node. Each branch then follows its chain: a hop searches for a bridge entity that the
+    best passages lead to (chosen through the passage graph, `agents.hops`) together with
+    the branch's terms still open, until none are open, no passage leads anywhere new, or
+    `max_hops` is reached. The first hop of a branch may try `hop_beam` bridges."""
 
-    def __init__(self, reader: ExtractiveReader) -> None:
+    def __init__(
+        self,
+        reader: ExtractiveReader,
+        graph_of: Callable[[str], PassageGraph] | None = None,
+        max_hops: int = 3,
+        hop_beam: int = 3,
+    ) -> None:
         self.reader = reader
+        self.graph_of = graph_of
+        self.max_hops = max_hops
+        self.hop_beam = hop_beam
+        self._chains: weakref.WeakKeyDictionary[PlanGraph, dict[str, _Chain]] = weakref.WeakKeyDictionary()
 
     async def initial(self, question: str) -> PlannerReply:
         comparison = parse_comparison(question)
-        if comparison:
-            ops: list[Op] = [
-                AddNode(id=f"n{i}", question=q) for i, q in enumerate(comparison_questions(comparison), start=1)
-            ]
-            return PlannerReply([*ops, Finish()], [], Usage())
-        return PlannerReply([AddNode(id="n1", question=question)], [], Usage())
+        questions = comparison_questions(comparison) if comparison else [question]
+        ops: list[Op] = [AddNode(id=f"n{i}", question=q) for i, q in enumerate(questions, start=1)]
+        return PlannerReply(ops, [], Usage())
 
     async def extend(
-        self, question: str, graph: PlanGraph, finished: PlanNode, evidence: list[Evidence]
+        self, question: str, graph: PlanGraph, finished: PlanNode, evidence: list[Evidence], collection: str = ""
     ) -> PlannerReply:
-        if graph.finished:
-            return PlannerReply([], [], Usage())
-        if finished.id != "n1" or not is_bridge(question) or finished.state is not NodeState.DONE:
-            return PlannerReply([Finish()], [], Usage())
-        entity = self.bridge_entity(question, evidence)
-        if entity is None:
-            return PlannerReply([Finish()], [], Usage())
-        hop = AddNode(id="n2", question=bridge_question(question, entity), parents=["n1"])
-        return PlannerReply([hop, Finish()], [], Usage())
-
-    def bridge_entity(self, question: str, evidence: list[Evidence]) -> str | None:
-        """A name in the sentences that best match the question, not already in it."""
-        for sentence in self.reader.rank(question, evidence)[:3]:
-            spans = capitalised_spans(sentence.text, exclude=question)
-            spans.sort(key=lambda s: -min(len(s.split()), 2))
-            if spans:
-                return spans[0]
-        return None
+        done = PlannerReply([], [], Usage())  # this branch ends; the plan ends when no branch runs
+        if graph.finished or finished.state is NodeState.FAILED or not evidence or finished.depth >= self.max_hops:
+            return done
+        stem = self.reader.analyzer
+        chains = self._chains.setdefault(graph, {})
+        chain = chains.get(finished.id)
+        if chain is None:  # a branch's first node
+            chain = _Chain(open_terms(finished.question, stem), set(query_keys(finished.question)))
+        passage_graph = self.graph_of(collection) if self.graph_of and collection else None
+        beam = self.hop_beam if not finished.parents else 1
+        answer = finished.answer if finished.state is NodeState.DONE else None
+        bridges = choose_bridges(
+            chain.terms, evidence, passage_graph, stem, chain.exclude, chain.arrived, answer, beam=beam
+        )
+        ops: list[Op] = []
+        exclude = chain.exclude | {b.entity for b in bridges}
+        asked = {n.question.lower() for n in graph.nodes.values()}
+        for bridge in bridges:
+            if not bridge.remaining or bridge.query().lower() in asked:
+                continue
+            asked.add(bridge.query().lower())
+            hop = AddNode(id=graph.new_id(), question=bridge.query(), parents=[finished.id])
+            graph_ids = {*graph.nodes, *(op.id for op in ops if isinstance(op, AddNode))}
+            while hop.id in graph_ids:
+                hop.id = f"n{int(hop.id[1:]) + 1}"
+            chains[hop.id] = _Chain(list(bridge.remaining), set(exclude), bridge.entity)
+            ops.append(hop)
+        return PlannerReply(ops, [], Usage())

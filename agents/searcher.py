@@ -97,11 +97,12 @@ class Searcher:
                 long_result.usage += usage
                 return long_result
         if self.model is not None:
-            result = await self._read_with_model(task, queries, evidence)
+            result = await self._read_with_model(task, queries, evidence[: self.settings.evidence_per_node])
             result.usage += usage
             return result
-        reading = await asyncio.to_thread(self.reader.read, task.question, evidence, self.settings.answer_sentences)
-        cited = sorted({evidence[s.evidence].chunk_id for s in reading.sentences[:1]}) if reading.found else []
+        read = evidence[: self.settings.evidence_per_node]
+        reading = await asyncio.to_thread(self.reader.read, task.question, read, self.settings.answer_sentences)
+        cited = sorted({read[s.evidence].chunk_id for s in reading.sentences[:1]}) if reading.found else []
         return NodeResult(
             node_id=task.node_id,
             queries=queries,
@@ -130,13 +131,19 @@ class Searcher:
         return queries, Usage()
 
     async def _retrieve(self, task: NodeTask, queries: list[str]) -> list[Evidence]:
+        """The node's passages, best first: the first node (the question itself) gathers the
+        whole evidence budget, so the agent never holds less than one search of that size;
+        follow-up nodes gather what they read."""
+        s = self.settings
+        k = max(s.evidence_budget if not task.parents else s.hits_per_query, s.evidence_per_node)
+
         def search_all() -> list[list[Hit]]:
-            return [self.library.search(task.collection, q, k=self.settings.hits_per_query) for q in queries]
+            return [self.library.search(task.collection, q, k=k, mode=s.search_mode) for q in queries]
 
         lists = await asyncio.to_thread(search_all)
         by_id = {h.chunk_id: h for hits in lists for h in hits}
         fused = reciprocal_rank_fusion([[h.chunk_id for h in hits] for hits in lists])
-        top = [by_id[cid] for cid, _ in fused[: self.settings.evidence_per_node]]
+        top = [by_id[cid] for cid, _ in fused[:k]]
         return [
             Evidence.from_hit(h, score=score, node_id=task.node_id) for h, (_, score) in zip(top, fused, strict=False)
         ]

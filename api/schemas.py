@@ -41,7 +41,11 @@ class TextDocuments(_In):
 class SearchRequest(_In):
     query: str = Field(min_length=1)
     k: int = Field(10, ge=1, le=200)
-    mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
+    mode: Literal["hybrid", "dense", "sparse", "graph"] | None = Field(
+        None,
+        description="hybrid, dense, sparse or graph (Personalized PageRank over the passage graph, fused "
+        "with hybrid); default: the service's search.mode.",
+    )
     document_ids: list[int] | None = None
     sources: list[str] | None = Field(None, description="Source names; `*` is a wildcard.")
     rerank: bool = True

@@ -166,7 +166,9 @@ def search(
     queries: Annotated[
         Path | None, typer.Option("--queries", help="File with one query per line ('-' for stdin); JSON lines out.")
     ] = None,
-    mode: Annotated[str, typer.Option(help="hybrid, dense or sparse.")] = "hybrid",
+    mode: Annotated[
+        str | None, typer.Option(help="hybrid, dense, sparse or graph (default: search.mode, hybrid).")
+    ] = None,
     document: Annotated[list[int] | None, typer.Option("--document", help="Only these document ids.")] = None,
     source: Annotated[list[str] | None, typer.Option("--source", help="Only sources matching (* wildcard).")] = None,
     no_rerank: Annotated[bool, typer.Option("--no-rerank", help="Skip the configured reranker.")] = False,
@@ -175,8 +177,8 @@ def search(
     """Search a collection with hybrid retrieval."""
     if (query is None) == (queries is None):
         raise _fail("give either a query or --queries FILE", 2)
-    if mode not in ("hybrid", "dense", "sparse"):
-        raise _fail(f"unknown mode {mode!r}: use hybrid, dense or sparse", 2)
+    if mode not in (None, "hybrid", "dense", "sparse", "graph"):
+        raise _fail(f"unknown mode {mode!r}: use hybrid, dense, sparse or graph", 2)
     library = _library()
     try:
         if queries is not None:

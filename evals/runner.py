@@ -46,7 +46,7 @@ from quarry.retrieval.library import Library
 from quarry.retrieval.loaders import safe_source_name, text_document
 from quarry.retrieval.sparse import Analyzer
 
-_MODES = {"dense": "dense", "bm25": "sparse", "hybrid": "hybrid"}
+_MODES = {"dense": "dense", "bm25": "sparse", "hybrid": "hybrid", "graph": "graph"}
 
 
 class EvalConfig(BaseModel):

@@ -30,8 +30,8 @@ from quarry.retrieval.library import Library
 from quarry.retrieval.reorder import reorder_for_reader
 from quarry.retrieval.sparse import Analyzer
 
-BASE_SYSTEMS = ("dense", "bm25", "hybrid", "llamaindex", "agent")
-_ALIASES = {"sparse": "bm25", "llama-index": "llamaindex", "graph": "agent"}
+BASE_SYSTEMS = ("dense", "bm25", "hybrid", "graph", "llamaindex", "agent")
+_ALIASES = {"sparse": "bm25", "llama-index": "llamaindex"}
 _SUFFIXES = ("-no-rerank", "-no-reorder")
 _MARKER = re.compile(r"\s*\[\d{1,3}\]")
 
@@ -223,11 +223,8 @@ class AgentSystem:
             "write": answer.timings.get("write", 0.0),
             "total": answer.timings.get("total", 0.0),
         }
-        # evidence in plan order (nodes that run at once finish in any order), each node's in rank order
-        plan_order = {n.id: i for i, n in enumerate(answer.nodes)}
-        ranked = sorted(answer.evidence, key=lambda e: plan_order.get(e.node_id or "", len(plan_order)))
         return Prediction(
-            ranked=ranked,
+            ranked=list(answer.evidence),  # the agent's own ranking, cut to its evidence budget
             answer=clean_answer(answer.answer),
             short_answer=answer.short_answer,
             cited=[evidence[c.chunk_id] for c in answer.citations if c.chunk_id in evidence],

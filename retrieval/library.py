@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from quarry.core.types import CollectionInfo, DocumentInfo, Hit, IngestReport, S
 from quarry.retrieval.chunking import Chunker
 from quarry.retrieval.embedder import SentenceEmbedder
 from quarry.retrieval.errors import CollectionNotFoundError
+from quarry.retrieval.graph import PassageGraph
+from quarry.retrieval.graph_store import backfill, load_graph, needs_backfill
 from quarry.retrieval.indexes import CollectionIndex
 from quarry.retrieval.ingest import FileItem, Ingestor, ProgressCallback
 from quarry.retrieval.loaders import iter_files
@@ -45,6 +48,8 @@ class Library:
         self.retriever = HybridRetriever(self.store, self.embedder, self.settings.search, reranker)
         self._analyzer: Analyzer | None = None
         self._indexes: dict[int, CollectionIndex] = {}
+        self._graphs: dict[int, tuple[int, PassageGraph]] = {}  # collection id -> (version, graph)
+        self._graph_lock = threading.Lock()
         self._chunker: Chunker | None = None
         self.tenant = DEFAULT_TENANT
 
@@ -180,11 +185,12 @@ class Library:
         k: int | None = None,
         document_ids: Sequence[int] | None = None,
         sources: Sequence[str] | None = None,
-        mode: SearchMode | str = SearchMode.HYBRID,
+        mode: SearchMode | str | None = None,
         rerank: bool = True,
         reorder: bool = False,
     ) -> list[Hit]:
-        """Top-k hits for `query`, best first (or in reader order with `reorder`)."""
+        """Top-k hits for `query`, best first (or in reader order with `reorder`). `mode`
+        defaults to `search.mode`."""
         row = self.collection(name)
         self.retriever.validate(query)
         index = self._index(row.id, reconcile=False)
@@ -193,9 +199,32 @@ class Library:
         allowed = None
         if document_ids or sources:
             allowed = self.store.chunk_ids_where(row.id, document_ids, sources)
+        search_mode = SearchMode(mode or self.settings.search.mode)
+        graph = self.graph(name) if search_mode is SearchMode.GRAPH else None
         return self.retriever.search(
-            index, query, k or self.settings.search.default_k, allowed, SearchMode(mode), rerank, reorder
+            index, query, k or self.settings.search.default_k, allowed, search_mode, rerank, reorder, graph
         )
+
+    def graph(self, name: str) -> PassageGraph:
+        """The collection's passage graph, rebuilt from the database when the collection
+        changed (collections ingested before the graph existed get theirs built once)."""
+        row = self.collection(name)
+        cached = self._graphs.get(row.id)
+        if cached is not None and cached[0] == row.version:
+            return cached[1]
+        with self._graph_lock:
+            cached = self._graphs.get(row.id)
+            if cached is not None and cached[0] == row.version:
+                return cached[1]
+            version = self.store.collection_version(row.id)  # read before the rows: never newer
+            if needs_backfill(self.store, row.id):
+                index = self._index(row.id, reconcile=False)
+                with index.write_lock():
+                    if needs_backfill(self.store, row.id):
+                        backfill(self.store, row.id)
+            graph = PassageGraph(load_graph(self.store, row.id), self.settings.search.graph_subject_weight)
+            self._graphs[row.id] = (version, graph)
+            return graph
 
     # internals ---------------------------------------------------------------------------
     @property

@@ -346,6 +346,10 @@ class Store:
         ]
         s.add_all(chunk_rows)
         s.flush()
+        # the passage graph goes in the same transaction (imported here: graph_store reads these rows)
+        from quarry.retrieval.graph_store import ChunkText, write_graph
+
+        write_graph(s, collection_id, row.id, doc.title, [ChunkText(c.id, c.text, c.heading) for c in chunk_rows])
         return WriteResult(row.id, [c.id for c in chunk_rows], removed, replaced)
 
     def record_failure(self, collection_id: int, source: str, media_type: str, error: str) -> None:
