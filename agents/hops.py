@@ -30,6 +30,11 @@ _QUESTION_WORDS = {
     "is", "was", "are", "were", "did", "does", "do", "the", "a", "an", "of", "in", "on", "at", "to", "by", "for",
     "from", "with", "that", "this", "it", "its", "and", "or", "as", "be", "been", "has", "have", "had", "name",
     "named", "called", "year", "there", "than", "into", "s",
+    # comparing words: answered by comparing what each side's page says, not by a hop
+    "older", "oldest", "younger", "youngest", "earlier", "earliest", "later", "latest", "first", "last",
+    "larger", "largest", "bigger", "biggest", "smaller", "smallest", "longer", "longest", "shorter", "shortest",
+    "taller", "tallest", "higher", "highest", "lower", "lowest", "more", "most", "less", "least", "fewer",
+    "greater", "newer", "newest", "both", "same", "either",
 }  # fmt: skip
 
 

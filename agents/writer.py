@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from quarry.agents import prompts
@@ -52,6 +53,8 @@ _EARLIER = re.compile(r"\b(older|oldest|first|earlier|earliest|before|sooner)\b"
 _MORE = re.compile(
     r"\b(more|most|larger|largest|bigger|biggest|taller|tallest|longer|longest|higher|highest|greater)\b", re.I
 )
+# a nationality word: "American", "Hungarian", "British", "Chinese", "French", "Israeli"
+_DEMONYM = re.compile(r"[A-Z][a-z]+(?:an|ian|ese|ish|ch|i|ic)")
 _LESS = re.compile(r"\b(fewer|less|least|smaller|smallest|shorter|shortest|lower|lowest)\b", re.I)
 _CONTRASTS = (
     re.compile(
@@ -157,28 +160,35 @@ class Writer:
         if root is None:
             return [], None
         reading = self.reader.read(question, evidence[root.id], 3)
-        if not reading.found:
-            return [], None
-        picked = [(root, s) for s in reading.sentences]
-        span, source = reading.span, (root, reading.sentences[0])
         hops = [n for n in nodes if n.parents and n.state is NodeState.DONE and evidence.get(n.id)]
-        if hops:
-            last = hops[-1]
+        if not reading.found and not hops:
+            return [], None
+        # a multi-hop question's first passages often hold no answer to it; its hops may
+        picked = [(root, s) for s in reading.sentences] if reading.found else []
+        span = reading.span if reading.found else None
+        source = (root, reading.sentences[0]) if reading.found else None
+        # the deepest hop whose passages hold a typed answer (hops of a beam end at different depths)
+        deepest_first = sorted(hops, key=lambda n: -n.depth)
+        for last in deepest_first:
             hop = self.reader.read(last.question, evidence[last.id], 2)
-            # the last hop's typed answer, not the entity the hop searched for
+            # the hop's typed answer, not the entity the hop searched for
             asked = f"{question} {last.question}"
             found = [(s, answer_span(asked, s.text, avoid=evidence[last.id][s.evidence].title)) for s in hop.sentences]
             hop_span = next(((s, a) for s, a in found if a), None)
-            if hop.found and (hop_span is not None or span is None):
-                picked = picked[:1]
-                for s in hop.sentences:
-                    if not any(near_duplicate(s.text, p.text) for _, p in picked):
-                        picked.append((last, s))
-                span = hop_span[1] if hop_span else None
-                if hop_span:
-                    source = (last, hop_span[0])
+            if hop_span is not None or last is deepest_first[-1]:
+                break
+        if hops and hop.found and (hop_span is not None or span is None):
+            picked = picked[:1]
+            for s in hop.sentences:
+                if not any(near_duplicate(s.text, p.text) for _, p in picked):
+                    picked.append((last, s))
+            span = hop_span[1] if hop_span else None
+            if hop_span:
+                source = (last, hop_span[0])
+        if not picked:
+            return [], None
         lines = []
-        if span:
+        if span and source:
             lines.append(f"{span} {cites.cite(source[0].id, source[1])}")
         lines.append(" ".join(_quoted(s.text, cites.cite(n.id, s)) for n, s in _reading_order(picked, evidence)))
         return lines, span
@@ -187,14 +197,16 @@ class Writer:
         self, c: Comparison, pair: list[PlanNode], evidence: dict[str, list[Evidence]], cites: _Citations
     ) -> tuple[list[str] | None, str | None]:
         """Two entities, one node each: the verdict on its own line, then both facts cited."""
-        entities = (c.a, c.b)
-        facts: list[ScoredSentence | None] = []
-        for node, entity in zip(pair, entities, strict=True):
-            ranked = evidence.get(node.id) and node.state is NodeState.DONE
-            facts.append(self._fact(c, node, entity, evidence[node.id]) if ranked else None)
+        entities = (_name(c.a), _name(c.b))
+        # a passage that names the entity supports its fact even where the node's own
+        # reading fell below the bar (an unusual name embeds far from its question)
+        facts = [
+            self._fact(c, node, entity, evidence.get(node.id) or [])
+            for node, entity in zip(pair, entities, strict=True)
+        ]
         if all(f is None for f in facts):
             return None, None
-        verdict = _decide(c, facts)
+        verdict = _decide(c, facts, self.reader.analyzer)
         parts = []
         for node, entity, fact in zip(pair, entities, facts, strict=True):
             if fact is None:
@@ -220,10 +232,13 @@ class Writer:
     def _fact(self, c: Comparison, node: PlanNode, entity: str, passages: list[Evidence]) -> ScoredSentence | None:
         """The sentence about `entity` that carries what is compared (a year for older or
         first, a quantity for larger or more), else its best sentence."""
+        if not passages:
+            return None
         ranked = self.reader.rank(node.question, passages)
         named = words(entity) - _FILLER
         about = [s for s in ranked if named <= words(f"{passages[s.evidence].title} {passages[s.evidence].text}")]
-        about = about or self.reader.supported(ranked)
+        if not about and node.state is NodeState.DONE:
+            about = self.reader.supported(ranked)
         if not about:
             return None
         if c.kind == "choice":
@@ -326,30 +341,28 @@ class Writer:
         return flagged
 
 
-def _decide(c: Comparison, facts: list[ScoredSentence | None]) -> str | None:
+def _decide(c: Comparison, facts: list[ScoredSentence | None], terms: Callable[[str], list[str]]) -> str | None:
     """The extractive verdict of a two-entity comparison (an entity, or yes/no), when the
-    facts allow one."""
+    facts allow one; `terms` analyses text into stemmed terms ("lakes" holds "lake")."""
     fa, fb = facts
     if c.kind == "both":
-        wanted = words(c.rest) - _FILLER
+        wanted = set(terms(" ".join(words(c.rest) - _FILLER)))
         if fa is None or fb is None:
             return None
         if not wanted:
             return "yes"
 
         def has(fact: ScoredSentence) -> bool:
-            return len(wanted & words(fact.text)) * 2 >= len(wanted)
+            return len(wanted & set(terms(fact.text))) * 2 >= len(wanted)
 
         return "yes" if has(fa) and has(fb) else "no"
     if c.kind == "same":
         if fa is None or fb is None:
             return None
-        own = words(c.a) | words(c.b)
-        ta = {w for span in capitalised_spans(fa.text) for w in words(span)} - own
-        tb = {w for span in capitalised_spans(fb.text) for w in words(span)} - own
-        if not ta or not tb:
+        va, vb = _property(fa.text, c.rest), _property(fb.text, c.rest)
+        if va is None or vb is None:
             return None
-        return "yes" if ta & tb else "no"
+        return "yes" if va == vb else "no"
     stem = c.stem.lower()
     if _TIME.search(stem):
         ya = _year(fa.text) if fa else None
@@ -368,6 +381,33 @@ def _decide(c: Comparison, facts: list[ScoredSentence | None]) -> str | None:
     if _LESS.search(stem):
         return c.a if na < nb else c.b
     return None
+
+
+def _property(sentence: str, prop: str) -> str | None:
+    """The value a sentence gives a property ("Jiangsu" for province in "... a city in
+    Jiangsu province", "American" for nationality), when it states one plainly."""
+    prop = prop.lower().strip()
+    if prop in ("nationality", "country", "citizenship", "origin"):
+        for span in capitalised_spans(sentence):
+            for token in span.split():
+                if _DEMONYM.fullmatch(token):
+                    return token
+        return None
+    name = r"([A-Z][\w'’-]*(?:\s+[A-Z][\w'’-]*)*)"
+    match = re.search(rf"{name}\s+{re.escape(prop)}\b", sentence) or re.search(
+        rf"\b{re.escape(prop)}\s+of\s+{name}", sentence
+    )
+    return match.group(1) if match else None
+
+
+def _name(entity: str) -> str:
+    """An entity without the lower-case words a question left after its name ("Jingdezhen
+    situated" -> "Jingdezhen")."""
+    tokens = entity.split()
+    if any(t[:1].isupper() for t in tokens):
+        while tokens and tokens[-1].islower():
+            tokens.pop()
+    return " ".join(tokens) or entity
 
 
 def _year(text: str) -> int | None:
@@ -393,7 +433,7 @@ def _reading_order(
 
 def _label(entity: str) -> str:
     """An entity as the answer names it: "the Eiffel Tower" -> "Eiffel Tower"."""
-    entity = re.sub(r"^(?:the|a|an)\s+", "", entity.strip(), flags=re.I)
+    entity = _name(re.sub(r"^(?:the|a|an)\s+", "", entity.strip(), flags=re.I))
     return entity[:1].upper() + entity[1:]
 
 
