@@ -172,6 +172,21 @@ def test_a_comparison_names_its_choice_and_cites_both_facts(
     assert cited.title == winner.removeprefix("the ")
 
 
+@pytest.mark.parametrize(
+    ("question", "verdict"),
+    [
+        ("Were Alice Marlow and Bertrand Quill of the same nationality?", "no"),
+        ("Are Lake Varn and Lake Tessel both lakes?", "yes"),
+    ],
+)
+def test_a_yes_no_comparison_answers_from_both_facts(library: Library, question: str, verdict: str) -> None:
+    answer = ask(library, question)
+    assert answer.short_answer == verdict
+    first, second = body_lines(answer)[:2]
+    assert re.fullmatch(rf"{verdict.capitalize()} \[\d+\] \[\d+\]", first), answer.answer
+    assert len(second.split("; ")) == 2 and len(answer.citations) == 2, answer.answer
+
+
 def test_a_difference_question_presents_both_sides(library: Library) -> None:
     answer = ask(library, "What is the difference between basalt and granite?")
     lines = body_lines(answer)
