@@ -44,7 +44,8 @@ _NOT_PERSON = frozenset(
     street park company inc ltd corporation church hall museum airport station republic empire province state north
     south east west national international league club records band party army navy force council association
     society institute festival award awards prize cup championship series season episode album film show day war
-    hotel bridge tower castle cathedral square road avenue valley bay ocean sea desert forest""".split()
+    hotel bridge tower castle cathedral square road avenue valley bay ocean sea desert forest library congress
+    parliament commission committee court ministry department agency office board bank group""".split()
 )
 _MONTH_WORDS = frozenset(
     "january february march april may june july august september october november december".split()

@@ -208,11 +208,16 @@ class Writer:
             return None, None
         verdict = _decide(c, facts, self.reader.analyzer)
         parts = []
+        said: list[str] = []
         for node, entity, fact in zip(pair, entities, facts, strict=True):
             if fact is None:
                 continue
+            marker = cites.cite(node.id, fact)
+            if any(near_duplicate(fact.text, t) for t in said):
+                continue  # one sentence holds both facts: quoted once
+            said.append(fact.text)
             label = "" if (words(entity) - _FILLER) <= words(fact.text) else f"{_label(entity)}: "
-            parts.append(label + _quoted(fact.text, cites.cite(node.id, fact), end=""))
+            parts.append(label + _quoted(fact.text, marker, end=""))
         missing = [_label(e) for e, f in zip(entities, facts, strict=True) if f is None]
         lines = []
         if verdict is not None:
