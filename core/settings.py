@@ -105,6 +105,22 @@ class SearchSettings(_Section):
     default_k: int = Field(10, ge=1, le=1000, description="Hits returned when k is not given.")
     candidates: int = Field(64, ge=1, le=5000, description="Candidates taken from each retriever before fusion.")
     rrf_k: int = Field(60, ge=1, le=1000, description="Reciprocal rank fusion constant.")
+    fusion: Literal["convex", "rrf"] = Field(
+        "convex",
+        description="How hybrid search fuses its dense and BM25 candidates: convex (weighted sum of "
+        "normalised scores; score kind `fused`) or rrf (reciprocal rank fusion; score kind `rrf`).",
+    )
+    fusion_normalisation: Literal["minmax", "zscore"] = Field(
+        "minmax",
+        description="Convex fusion: how each list's scores are normalised first: minmax (best 1, worst 0) "
+        "or zscore (standard deviations from the list's mean).",
+    )
+    fusion_dense_weight: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Weight of the dense list in fusion (convex, and rrf as 2w and 2(1 - w)); BM25 gets 1 - w.",
+    )
     rerank_model: str | None = Field(
         None, description="sentence-transformers CrossEncoder path or id; none disables reranking."
     )

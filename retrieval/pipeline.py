@@ -11,7 +11,7 @@ from quarry.core.settings import SearchSettings
 from quarry.core.types import Hit
 from quarry.retrieval.embedder import SentenceEmbedder
 from quarry.retrieval.errors import InvalidQueryError
-from quarry.retrieval.fusion import reciprocal_rank_fusion
+from quarry.retrieval.fusion import fuse_hybrid
 from quarry.retrieval.indexes import CollectionIndex
 from quarry.retrieval.reorder import reorder_for_reader
 from quarry.retrieval.rerank import CrossEncoderReranker
@@ -72,8 +72,7 @@ class HybridRetriever:
         dense_of = dict(zip(dense[0].tolist(), dense[1].tolist(), strict=True))
         sparse_of = dict(zip(sparse[0].tolist(), sparse[1].tolist(), strict=True))
         if mode is SearchMode.HYBRID:
-            ranked = reciprocal_rank_fusion([dense[0], sparse[0]], k=self.settings.rrf_k)
-            kind = "rrf"
+            ranked, kind = fuse_hybrid(dense, sparse, self.settings)
         elif mode is SearchMode.DENSE:
             ranked, kind = list(dense_of.items()), "dense"
         else:

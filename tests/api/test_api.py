@@ -72,7 +72,7 @@ def test_collections_and_documents(live: Live, kb: str) -> None:
 def test_search_ask_and_stream(live: Live, kb: str) -> None:
     with live.client() as c:
         hits = c.post("/v1/collections/kb/search", json={"query": "largest animal", "k": 2}).json()["hits"]
-        assert hits[0]["document"] == "whales.md" and hits[0]["score_kind"] == "rrf"
+        assert hits[0]["document"] == "whales.md" and hits[0]["score_kind"] == "fused"
         assert c.post("/v1/collections/kb/search", json={"query": "  "}).status_code == 400
         assert c.post("/v1/collections/kb/search", json={"query": "x", "k": 0}).status_code == 422
         answer = c.post("/v1/collections/kb/ask", json={"question": "What is green tea made from?"}).json()

@@ -50,7 +50,7 @@ def test_ingest_folder_and_search_every_format(library: Library, tmp_path: Path)
     for query, source in cases.items():
         hits = library.search("kb", query, k=3)
         assert hits[0].document == source, (query, hits[0])
-        assert hits[0].score_kind == "rrf" and hits[0].rank == 1
+        assert hits[0].score_kind == "fused" and hits[0].rank == 1
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     info = library.collections()[0]
     assert (info.name, info.document_count, info.chunk_count, info.index_kind) == ("kb", 5, report.chunks, "flat")

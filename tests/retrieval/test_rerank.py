@@ -49,5 +49,5 @@ def test_library_reranks_when_configured(tmp_path: Path, embedder: SentenceEmbed
     assert all(h.rerank_score == h.score and 0 <= h.score <= 1 for h in hits)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     plain = lib.search("kb", "gardening soil", k=3, rerank=False)
-    assert plain[0].score_kind == "rrf" and plain[0].rerank_score is None
+    assert plain[0].score_kind == "fused" and plain[0].rerank_score is None
     lib.close()
