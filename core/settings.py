@@ -134,6 +134,24 @@ class SearchSettings(_Section):
         le=MAX_QUERY_CHARS,
         description="Longer queries (and questions) are refused with a clear error.",
     )
+    mode: Literal["hybrid", "dense", "sparse", "graph"] = Field(
+        "hybrid",
+        description="Search mode when a search does not name one: hybrid (dense + BM25), dense, sparse "
+        "(BM25), or graph (hybrid fused with Personalized PageRank over the passage graph).",
+    )
+    graph_damping: float = Field(
+        0.5, gt=0.0, lt=1.0, description="Graph mode: the walk's probability of following a link (not restarting)."
+    )
+    graph_seed_hits: int = Field(
+        5, ge=0, le=100, description="Graph mode: first hybrid hits that seed the walk, with the question's entities."
+    )
+    graph_subject_weight: float = Field(
+        2.0,
+        ge=0.0,
+        le=100.0,
+        description="Graph mode: weight of an entity's link to the document it is the subject of, "
+        "relative to the rarest mention.",
+    )
 
 
 class LLMSettings(_Section):
@@ -157,8 +175,8 @@ class LLMSettings(_Section):
 
 class AgentSettings(_Section):
     max_nodes: int = Field(8, ge=1, le=64, description="Sub-questions per question.")
-    max_depth: int = Field(3, ge=1, le=16, description="Longest dependency chain.")
-    max_rounds: int = Field(3, ge=1, le=16, description="Times the planner may extend the graph.")
+    max_depth: int = Field(4, ge=1, le=16, description="Longest dependency chain (a 4-hop question needs 4).")
+    max_rounds: int = Field(8, ge=1, le=32, description="Times the planner may extend the graph (once a node).")
     max_fanout: int = Field(4, ge=1, le=32, description="Children added at once under one node.")
     max_concurrency: int = Field(4, ge=1, le=64, description="Nodes running at the same time.")
     wall_time_s: float = Field(120.0, gt=0, le=3600, description="Budget for one question.")
@@ -166,6 +184,22 @@ class AgentSettings(_Section):
     queries_per_node: int = Field(3, ge=1, le=3, description="Search queries a searcher may write.")
     hits_per_query: int = Field(6, ge=1, le=50, description="Hits retrieved per search query.")
     evidence_per_node: int = Field(6, ge=1, le=50, description="Passages a node reads.")
+    evidence_budget: int = Field(
+        20,
+        ge=1,
+        le=200,
+        description="Distinct passages the agent gathers and ranks for one question (all nodes together); "
+        "compare it with a single search of the same k.",
+    )
+    search_mode: Literal["hybrid", "dense", "sparse", "graph"] = Field(
+        "graph", description="Search mode of the agent's searches (graph follows entity links between passages)."
+    )
+    max_hops: int = Field(
+        3, ge=0, le=8, description="Follow-up searches through bridge entities after the first (extractive planner)."
+    )
+    hop_beam: int = Field(
+        3, ge=1, le=4, description="Bridge entities tried at a branch's first hop (extractive planner)."
+    )
     answer_sentences: int = Field(3, ge=1, le=20, description="Extractive answer length, in sentences.")
     reorder: bool = Field(
         True,

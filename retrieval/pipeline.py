@@ -1,5 +1,6 @@
-"""Hybrid retrieval: dense + BM25 → reciprocal rank fusion → near-duplicate removal →
-optional cross-encoder reranking → optional reordering for a reader."""
+"""Hybrid retrieval: dense + BM25 → fusion (→ with the passage graph's Personalized PageRank in
+graph mode) → near-duplicate removal → optional cross-encoder reranking → optional
+reordering for a reader."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import numpy as np
 from quarry.core.settings import SearchSettings
 from quarry.core.types import Hit
 from quarry.retrieval.embedder import SentenceEmbedder
+from quarry.retrieval.entities import query_keys
 from quarry.retrieval.errors import InvalidQueryError
-from quarry.retrieval.fusion import fuse_hybrid
+from quarry.retrieval.fusion import fuse_hybrid, reciprocal_rank_fusion
+from quarry.retrieval.graph import PassageGraph, seeds_from_hits
 from quarry.retrieval.indexes import CollectionIndex
 from quarry.retrieval.reorder import reorder_for_reader
 from quarry.retrieval.rerank import CrossEncoderReranker
@@ -22,6 +25,7 @@ class SearchMode(StrEnum):
     HYBRID = "hybrid"
     DENSE = "dense"
     SPARSE = "sparse"
+    GRAPH = "graph"  # hybrid, fused with Personalized PageRank over the passage graph
 
 
 class HybridRetriever:
@@ -57,6 +61,7 @@ class HybridRetriever:
         mode: SearchMode = SearchMode.HYBRID,
         rerank: bool = True,
         reorder: bool = False,
+        graph: PassageGraph | None = None,
     ) -> list[Hit]:
         query = self.validate(query)
         if k < 1:
@@ -64,15 +69,17 @@ class HybridRetriever:
         n = max(self.settings.candidates, k)
         dense: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.float32))
         sparse: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.float32))
-        if mode in (SearchMode.HYBRID, SearchMode.DENSE):
+        if mode in (SearchMode.HYBRID, SearchMode.GRAPH, SearchMode.DENSE):
             vector = self.embedder.encode([query])[0]
             dense = index.search_dense(vector, n, allowed)
-        if mode in (SearchMode.HYBRID, SearchMode.SPARSE):
+        if mode in (SearchMode.HYBRID, SearchMode.GRAPH, SearchMode.SPARSE):
             sparse = index.search_sparse(query, n, allowed)
         dense_of = dict(zip(dense[0].tolist(), dense[1].tolist(), strict=True))
         sparse_of = dict(zip(sparse[0].tolist(), sparse[1].tolist(), strict=True))
-        if mode is SearchMode.HYBRID:
+        if mode in (SearchMode.HYBRID, SearchMode.GRAPH):
             ranked, kind = fuse_hybrid(dense, sparse, self.settings)
+            if mode is SearchMode.GRAPH and graph is not None:
+                ranked, kind = self._with_graph(query, ranked, graph, n), "graph"
         elif mode is SearchMode.DENSE:
             ranked, kind = list(dense_of.items()), "dense"
         else:
@@ -101,6 +108,17 @@ class HybridRetriever:
             for rank, (cid, score) in enumerate(ranked[:k], start=1)
         ]
         return reorder_for_reader(hits) if reorder else hits
+
+    def _with_graph(
+        self, query: str, ranked: list[tuple[int, float]], graph: PassageGraph, n: int
+    ) -> list[tuple[int, float]]:
+        """The hybrid list fused with a Personalized PageRank walk seeded by the question's
+        entities and the first hybrid hits."""
+        entities = {key: 1.0 for key in query_keys(query, graph.entity_of_key)}
+        walk = graph.rank(
+            seeds_from_hits(ranked, self.settings.graph_seed_hits), entities, n, self.settings.graph_damping
+        )
+        return reciprocal_rank_fusion([[c for c, _ in ranked[:n]], [c for c, _ in walk]], k=self.settings.rrf_k)
 
     def _drop_near_duplicates(
         self, ranked: list[tuple[int, float]], chunks: dict[int, StoredChunk]
