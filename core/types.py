@@ -75,8 +75,10 @@ class DocumentInfo(BaseModel):
 
 class Hit(BaseModel):
     """One retrieved chunk. `score` is higher-is-better everywhere; its scale depends on
-    `score_kind` (rrf: reciprocal rank fusion, rerank: cross-encoder probability in [0, 1],
-    dense: cosine similarity, bm25: BM25 over the whole collection's statistics)."""
+    `score_kind` (fused: convex fusion of normalised dense and BM25 scores, rrf: reciprocal
+    rank fusion, graph: RRF of hybrid and Personalized PageRank, rerank: cross-encoder
+    probability in [0, 1], dense: cosine similarity, bm25: BM25 over the whole collection's
+    statistics)."""
 
     chunk_id: int
     document_id: int
