@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 import torch
-from transformers import AutoTokenizer, DynamicCache, LlamaConfig, LlamaForCausalLM
+from transformers import AutoTokenizer, DynamicCache, LlamaForCausalLM
 
 from quarry.agents.errors import LLMOutputError, LLMUnavailableError
 from quarry.agents.llm import Completion, HFChatModel, Message, StreamChunk
-from quarry.core.settings import DEFAULT_EMBEDDING_MODEL, LLMSettings
-from quarry.retrieval.embedder import resolve_model
+from quarry.core.settings import LLMSettings
+from tests.tiny_models import save_tiny_llama
 
 QUESTION = [Message(role="system", content="Answer briefly."), Message(role="user", content="Where is the Louvre?")]
 CHAT_TEMPLATE = (
@@ -28,25 +28,7 @@ CHAT_TEMPLATE = (
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer random Llama over the bundled embedding model's WordPiece vocabulary."""
-    path = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_EMBEDDING_MODEL))
-    tokenizer.chat_template = CHAT_TEMPLATE
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=64,
-        vocab_size=len(tokenizer),
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.cls_token_id,
-        eos_token_id=tokenizer.sep_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), CHAT_TEMPLATE)
 
 
 @pytest.fixture(scope="module")

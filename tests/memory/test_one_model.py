@@ -13,20 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM
 
 from quarry.agents.llm import HFChatModel, Message, make_chat_model
 from quarry.agents.long_reader import LongDocumentReader, make_long_reader
 from quarry.api.keys import KeyStore
 from quarry.api.services import Services
-from quarry.core.settings import DEFAULT_EMBEDDING_MODEL, Settings
-from quarry.retrieval.embedder import SentenceEmbedder, resolve_model
+from quarry.core.settings import Settings
+from quarry.retrieval.embedder import SentenceEmbedder
 from quarry.retrieval.library import Library
 from quarry.workers.jobs import JobStore
 from quarry.workers.tasks import Runtime
 from tests.conftest import make_settings
 from tests.memory.conftest import CHAT_TEMPLATE
+from tests.tiny_models import save_tiny_llama
 
 QUESTION = [Message(role="user", content="Where is the harbor?")]
 
@@ -34,25 +34,7 @@ QUESTION = [Message(role="user", content="Where is the harbor?")]
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer random Llama saved like a real checkpoint, over the bundled WordPiece vocabulary."""
-    path = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_EMBEDDING_MODEL))
-    tokenizer.chat_template = CHAT_TEMPLATE
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=64,
-        vocab_size=len(tokenizer),
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.cls_token_id,
-        eos_token_id=tokenizer.sep_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), CHAT_TEMPLATE)
 
 
 @pytest.fixture
