@@ -16,8 +16,8 @@ from quarry.evals.datasets.squad import load_squad
 from quarry.evals.errors import DatasetError
 from quarry.evals.types import Dataset
 
-DatasetName = Literal["hotpotqa", "squad", "musique", "leval", "needle", "jsonl"]
-DATASETS: tuple[str, ...] = ("hotpotqa", "squad", "musique", "leval", "needle", "jsonl")
+DatasetName = Literal["hotpotqa", "2wiki", "squad", "musique", "leval", "needle", "jsonl"]
+DATASETS: tuple[str, ...] = ("hotpotqa", "2wiki", "squad", "musique", "leval", "needle", "jsonl")
 
 
 def load_dataset(
@@ -31,10 +31,10 @@ def load_dataset(
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: no such file or folder")
-    if corpus is not None and name not in ("jsonl", "hotpotqa"):
-        raise DatasetError(f"--corpus applies to the jsonl and hotpotqa formats, not {name}")
-    if name == "hotpotqa":
-        return load_hotpotqa(path, corpus)
+    if corpus is not None and name not in ("jsonl", "hotpotqa", "2wiki"):
+        raise DatasetError(f"--corpus applies to the jsonl, hotpotqa and 2wiki formats, not {name}")
+    if name in ("hotpotqa", "2wiki"):  # 2WikiMultiHopQA shares HotpotQA's layout
+        return load_hotpotqa(path, corpus, name)
     if name == "squad":
         return load_squad(path)
     if name == "musique":

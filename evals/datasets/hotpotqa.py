@@ -2,7 +2,8 @@
 
 Questions: a JSON list of {"_id", "question", "answer", "type", "level",
 "supporting_facts": [[title, sentence index], ...], "context": [[title, [sentence, ...]], ...]}.
-Corpus: {title: [sentence, ...]}; without one, the corpus is the union of the questions'
+Corpus: {title: [sentence, ...]} (or 2WikiMultiHopQA's [{"title", "text"}, ...], whose
+questions share this layout); without one, the corpus is the union of the questions'
 context paragraphs (the distractor setting). Gold: the supporting titles; gold facts: the
 supporting sentences."""
 
@@ -38,16 +39,22 @@ def _sentences(value: object, place: str) -> list[str]:
     return value
 
 
-def load_hotpotqa(path: Path, corpus: Path | None = None) -> Dataset:
+def load_hotpotqa(path: Path, corpus: Path | None = None, name: str = "hotpotqa") -> Dataset:
     questions_path, corpus_path = _files(path, corpus)
     records = read_json(questions_path)
     need(isinstance(records, list), f"{questions_path} line 1", "expected a JSON list of questions")
     corpus_sentences: dict[str, list[str]] = {}
     if corpus_path is not None:
         raw = read_json(corpus_path)
-        need(isinstance(raw, dict), f"{corpus_path} line 1", "expected an object {title: [sentence, ...]}")
-        for title, sentences in raw.items():
-            corpus_sentences[title] = _sentences(sentences, f"{where(raw, str(corpus_path))} ({title!r})")
+        if isinstance(raw, list):  # 2WikiMultiHopQA's layout: [{"title", "text"}, ...]
+            for index, entry in enumerate(raw):
+                ok = isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in ("title", "text"))
+                need(ok, f"{corpus_path} record {index}", "expected {\"title\": ..., \"text\": ...}")
+                corpus_sentences.setdefault(entry["title"], [entry["text"]])
+        else:
+            need(isinstance(raw, dict), f"{corpus_path} line 1", "expected {title: [sentence, ...]} or [{title, text}]")
+            for title, sentences in raw.items():
+                corpus_sentences[title] = _sentences(sentences, f"{where(raw, str(corpus_path))} ({title!r})")
     paragraphs = {title: paragraph_text(sentences) for title, sentences in corpus_sentences.items()}
     ids = UniqueIds("question")
     items: list[QAItem] = []
@@ -83,7 +90,7 @@ def load_hotpotqa(path: Path, corpus: Path | None = None) -> Dataset:
     missing = sorted({g for item in items for g in item.gold} - set(paragraphs))
     if missing:
         notes.append(f"{len(missing)} supporting title(s) are not in the corpus, e.g. {missing[0]!r}")
-    return Dataset(name="hotpotqa", source=str(questions_path), corpus=docs, items=items, notes=notes)
+    return Dataset(name=name, source=str(questions_path), corpus=docs, items=items, notes=notes)
 
 
 def _context(rec: Located) -> dict[str, list[str]]:

@@ -346,3 +346,31 @@ def test_needle_malformed(tmp_path: Path) -> None:
 def test_unknown_format(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="unknown dataset format"):
         load_dataset("trec", tmp_path)
+
+
+def test_2wiki_shares_hotpotqas_layout_with_a_list_corpus(tmp_path: Path) -> None:
+    questions = [
+        {
+            "_id": "w1",
+            "type": "compositional",
+            "question": "Who is the father of the director of Film A?",
+            "answer": "Bob",
+            "context": [["Film A", ["Film A is directed by Ann."]], ["Ann", ["Ann is the daughter of Bob."]]],
+            "supporting_facts": [["Film A", 0], ["Ann", 0]],
+        }
+    ]
+    (tmp_path / "2wiki_dev.json").write_text(json.dumps(questions))
+    corpus = [
+        {"title": "Film A", "text": "Film A is directed by Ann."},
+        {"title": "Ann", "text": "Ann is the daughter of Bob."},
+    ]
+    (tmp_path / "2wiki_dev_corpus.json").write_text(json.dumps(corpus))
+    ds = load_dataset("2wiki", tmp_path)
+    assert ds.name == "2wiki" and [d.title for d in ds.corpus] == ["Film A", "Ann"]
+    assert ds.items[0].gold == ["Film A", "Ann"] and ds.items[0].gold_facts == [
+        "Film A is directed by Ann.",
+        "Ann is the daughter of Bob.",
+    ]
+    (tmp_path / "2wiki_dev_corpus.json").write_text(json.dumps([{"title": 3}]))
+    with pytest.raises(DatasetError, match="record 0"):
+        load_dataset("2wiki", tmp_path)
