@@ -49,7 +49,7 @@ def load_hotpotqa(path: Path, corpus: Path | None = None, name: str = "hotpotqa"
         if isinstance(raw, list):  # 2WikiMultiHopQA's layout: [{"title", "text"}, ...]
             for index, entry in enumerate(raw):
                 ok = isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in ("title", "text"))
-                need(ok, f"{corpus_path} record {index}", "expected {\"title\": ..., \"text\": ...}")
+                need(ok, f"{corpus_path} record {index}", 'expected {"title": ..., "text": ...}')
                 corpus_sentences.setdefault(entry["title"], [entry["text"]])
         else:
             need(isinstance(raw, dict), f"{corpus_path} line 1", "expected {title: [sentence, ...]} or [{title, text}]")
