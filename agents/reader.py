@@ -36,7 +36,7 @@ _QUESTION_WORDS = frozenset(
     "tell list give describe explain".split()
 )
 _PLACE = re.compile(
-    r"\b(?:in|at|near|from|outside|into|to)\s+(?:or\s+around\s+|the\s+)?"
+    r"\b(?:[Ii]n|[Aa]t|[Nn]ear|[Ff]rom|[Oo]utside|[Ii]nto|to)\s+(?:or\s+around\s+|the\s+)?"
     r"([A-Z][\w'’.\-]*(?:,?\s+(?:of\s+|the\s+|de\s+)?[A-Z][\w'’.\-]*)*)"
 )
 _NOT_PERSON = frozenset(
@@ -45,7 +45,9 @@ _NOT_PERSON = frozenset(
     south east west national international league club records band party army navy force council association
     society institute festival award awards prize cup championship series season episode album film show day war
     hotel bridge tower castle cathedral square road avenue valley bay ocean sea desert forest library congress
-    parliament commission committee court ministry department agency office board bank group""".split()
+    parliament commission committee court ministry department agency office board bank group atoll peninsula coast
+    harbor harbour port canal strait gulf cape beach falls springs heights hills territory region prefecture village
+    town borough parish area airport stadium arena theatre theater""".split()
 )
 _MONTH_WORDS = frozenset(
     "january february march april may june july august september october november december".split()
@@ -82,7 +84,7 @@ def answer_kind(question: str) -> str:
         return "number"
     if re.match(r"^(who|whom|whose)\b", q):
         return "name"
-    if re.match(r"^(where|in what (city|country|state|town)|in which (city|country|state|town))\b", q):
+    if re.match(r"^(where|(in |from )?(what|which) (city|country|state|town|county|province|region)('s)?)\b", q):
         return "place"
     if _YES_NO.match(q):
         return "yesno"
@@ -231,7 +233,8 @@ def answer_span(question: str, sentence: str, avoid: str | None = None, kind: st
     if kind == "place":
         for match in _PLACE.finditer(sentence):
             place = match.group(1).strip(" .,'’-")
-            if place and not words(place) <= known and not words(place) & _MONTH_WORDS:
+            adjective = " " not in place and re.fullmatch(r"[A-Z][a-z]+(?:ern|ian|ese|ish)", place)
+            if place and not adjective and not words(place) <= known and not words(place) & _MONTH_WORDS:
                 return place
         return None
     return None

@@ -55,6 +55,13 @@ _MORE = re.compile(
 )
 # a nationality word: "American", "Hungarian", "British", "Chinese", "French", "Israeli"
 _DEMONYM = re.compile(r"[A-Z][a-z]+(?:an|ian|ese|ish|ch|i|ic)")
+_US_STATE = re.compile(
+    r"\b(?:Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecticut|Delaware|Florida|Georgia|Hawaii|Idaho|"
+    r"Illinois|Indiana|Iowa|Kansas|Kentucky|Louisiana|Maine|Maryland|Massachusetts|Michigan|Minnesota|Mississippi|"
+    r"Missouri|Montana|Nebraska|Nevada|New Hampshire|New Jersey|New Mexico|New York|North Carolina|North Dakota|Ohio|"
+    r"Oklahoma|Oregon|Pennsylvania|Rhode Island|South Carolina|South Dakota|Tennessee|Texas|Utah|Vermont|Virginia|"
+    r"Washington|West Virginia|Wisconsin|Wyoming)\b"
+)
 _LESS = re.compile(r"\b(fewer|less|least|smaller|smallest|shorter|shortest|lower|lowest)\b", re.I)
 _CONTRASTS = (
     re.compile(
@@ -357,8 +364,8 @@ def _decide(c: Comparison, facts: list[ScoredSentence | None], terms: Callable[[
         if not wanted:
             return "yes"
 
-        def has(fact: ScoredSentence) -> bool:
-            return len(wanted & set(terms(fact.text))) * 2 >= len(wanted)
+        def has(fact: ScoredSentence) -> bool:  # all of what is asked ("American directors": both words)
+            return wanted <= set(terms(fact.text))
 
         return "yes" if has(fa) and has(fb) else "no"
     if c.kind == "same":
@@ -392,6 +399,10 @@ def _property(sentence: str, prop: str) -> str | None:
     """The value a sentence gives a property ("Jiangsu" for province in "... a city in
     Jiangsu province", "American" for nationality), when it states one plainly."""
     prop = prop.lower().strip()
+    if prop == "state":
+        found = list(_US_STATE.finditer(sentence))
+        if found:
+            return found[-1].group(0)  # "Jefferson County, New York, United States": New York
     if prop in ("nationality", "country", "citizenship", "origin"):
         for span in capitalised_spans(sentence):
             for token in span.split():

@@ -177,6 +177,7 @@ def test_a_comparison_names_its_choice_and_cites_both_facts(
     [
         ("Were Alice Marlow and Bertrand Quill of the same nationality?", "no"),
         ("Are Lake Varn and Lake Tessel both lakes?", "yes"),
+        ("Are Lake Varn and Lake Tessel both glacial lakes?", "no"),  # all of what is asked, for each
     ],
 )
 def test_a_yes_no_comparison_answers_from_both_facts(library: Library, question: str, verdict: str) -> None:
