@@ -133,7 +133,7 @@ class ExtractiveReader:
             if key in self._recent:
                 self._recent.move_to_end(key)
                 return self._recent[key]
-        ranked = self._rank(question, evidence)
+        ranked = self._rank(focus(question), evidence)
         with self._lock:
             self._recent[key] = ranked
             while len(self._recent) > 256:
@@ -180,7 +180,7 @@ class ExtractiveReader:
         chosen = self.choose(ranked, evidence, max_sentences)
         if not chosen:
             return Reading(found=False, answer=None, span=None, sentences=[])
-        span = answer_span(question, chosen[0].text, avoid=evidence[chosen[0].evidence].title)
+        span = answer_span(focus(question), chosen[0].text, avoid=evidence[chosen[0].evidence].title)
         return Reading(found=True, answer=span or chosen[0].text, span=span, sentences=chosen)
 
     def supported(self, ranked: list[ScoredSentence]) -> list[ScoredSentence]:
@@ -207,6 +207,26 @@ class ExtractiveReader:
                 continue
             chosen.append(s)
         return chosen
+
+
+_ASKING = re.compile(r"^(who|whom|whose|what|which|where|when|why|how|is|are|was|were|do|does|did|can|could)\b", re.I)
+
+
+def focus(question: str, limit: int = 30) -> str:
+    """What a long question asks: a pasted paragraph followed by the question is read as
+    its last sentence, or, when that is still long, from its last clause that asks
+    ("..., what is green tea made from?")."""
+    if len(question.split()) <= limit:
+        return question
+    sentences = [s.text for s in split_sentences(question)]
+    asked = next((s for s in reversed(sentences) if s.rstrip().endswith("?")), sentences[-1] if sentences else question)
+    if len(asked.split()) <= limit:
+        return asked
+    clauses = re.split(r"[,;:]\s+", asked)
+    for i in range(len(clauses) - 1, -1, -1):
+        if _ASKING.match(clauses[i]):
+            return ", ".join(clauses[i:])
+    return asked
 
 
 def answer_span(question: str, sentence: str, avoid: str | None = None, kind: str | None = None) -> str | None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from quarry.agents import prompts
 from quarry.agents.events import AnswerToken, Emit
 from quarry.agents.planner import Comparison, parse_comparison
-from quarry.agents.reader import ExtractiveReader, ScoredSentence, answer_span, cosine_support
+from quarry.agents.reader import ExtractiveReader, ScoredSentence, answer_span, cosine_support, focus
 from quarry.agents.text import capitalised_spans, near_duplicate, quantity_spans, split_sentences, words, years
 from quarry.core.chat import ChatModel, Usage
 from quarry.core.types import Citation, Evidence, NodeState, PlanNode
@@ -179,7 +179,7 @@ class Writer:
         for last in deepest_first:
             hop = self.reader.read(last.question, evidence[last.id], 2)
             # the hop's typed answer, not the entity the hop searched for
-            asked = f"{question} {last.question}"
+            asked = f"{focus(question)} {last.question}"
             found = [(s, answer_span(asked, s.text, avoid=evidence[last.id][s.evidence].title)) for s in hop.sentences]
             hop_span = next(((s, a) for s, a in found if a), None)
             if hop_span is not None or last is deepest_first[-1]:

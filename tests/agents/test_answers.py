@@ -232,3 +232,10 @@ def test_the_reader_skips_fragments_and_sentences_it_already_has(embedder: Sente
     assert reading.found
     assert [s.text for s in reading.sentences] == ["The --name flag sets the service name."]
     assert reading.span is None and reading.answer == "The --name flag sets the service name."
+
+
+def test_a_pasted_paragraph_before_the_question_is_read_as_the_question(library: Library) -> None:
+    long = "Considering everything in these notes about rocks and towers, " * 12 + "when was Big Ben completed?"
+    answer = ask(library, long)
+    assert answer.short_answer == "1859", answer.answer
+    assert_readable(answer)
