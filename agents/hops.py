@@ -38,6 +38,9 @@ _QUESTION_WORDS = {
 }  # fmt: skip
 
 
+MAX_OPEN_WORDS = 6  # a hop's query: the bridge and at most this many open words
+
+
 @dataclass(frozen=True)
 class Term:
     word: str  # as the question writes it
@@ -54,7 +57,7 @@ class Bridge:
 
     def query(self) -> str:
         """The next hop's search: the bridge entity and what is still open."""
-        return f"{self.name} {' '.join(t.word for t in self.remaining)}".strip()
+        return f"{self.name} {' '.join(t.word for t in self.remaining[:MAX_OPEN_WORDS])}".strip()
 
 
 def open_terms(text: str, stem: Callable[[str], list[str]]) -> list[Term]:

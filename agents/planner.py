@@ -185,6 +185,8 @@ class HeuristicPlanner:
         done = PlannerReply([], [], Usage())  # this branch ends; the plan ends when no branch runs
         if graph.finished or finished.state is NodeState.FAILED or not evidence or finished.depth >= self.max_hops:
             return done
+        if finished.parents and finished.state is NodeState.NOT_FOUND:
+            return done  # a hop that found nothing leads nowhere
         stem = self.reader.analyzer
         chains = self._chains.setdefault(graph, {})
         chain = chains.get(finished.id)
