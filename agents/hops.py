@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from quarry.core.types import Evidence
-from quarry.retrieval.entities import extract, normalise
+from quarry.retrieval.entities import Mention, extract, normalise
 from quarry.retrieval.graph import PassageGraph
 
 _WORD = re.compile(r"[\w'’-]+")
@@ -94,26 +94,27 @@ def choose_bridges(
     bridge when it is not already used."""
     if not terms:
         return []
-    passages: list[tuple[int, int, Evidence, set[str]]] = []
+    passages: list[tuple[int, int, Evidence, set[str], list[tuple[Mention, int]]]] = []
     for rank, ev in enumerate(evidence[:top]):
         words = set(stem(f"{ev.title} {ev.text}"))
         covered = {t.stem for t in terms if t.stem in words}
         if arrived is not None and normalise(ev.title) == arrived:
-            passages.append((len(terms) + 1, rank, ev, covered or {terms[0].stem}))
+            passages.append((len(terms) + 1, rank, ev, covered or {terms[0].stem}, extract(ev.text)))
         elif covered:
-            passages.append((len(covered), rank, ev, covered))
+            passages.append((len(covered), rank, ev, covered, extract(ev.text)))
     passages.sort(key=lambda p: (-p[0], p[1]))
     used = set(exclude)
     bridges: list[Bridge] = []
     if passages and answer and _is_name(answer):
         key = normalise(answer)
-        holder = next((p for p in passages if key in {m.key for m, _ in extract(p[2].text)}), None)
+        holder = next((p for p in passages if key in {m.key for m, _ in p[4]}), None)
         if holder is not None and key not in used:
             bridges.append(_bridge(key, answer, holder[2], holder[3], terms))
             used.add(key)
     ranked: list[tuple[float, str, str, Evidence, set[str]]] = []
-    for order, (_, _, passage, covered) in enumerate(passages):
-        for score, key, name in _entities(passage, graph, used | {normalise(passage.title)}, terms, stem):
+    for order, (_, _, passage, covered, mentions) in enumerate(passages):
+        exclude_here = used | {normalise(passage.title)}
+        for score, key, name in _entities(passage, mentions, graph, exclude_here, terms, stem):
             ranked.append((score / (1.0 + 0.5 * order), key, name, passage, covered))
     ranked.sort(key=lambda r: (-r[0], r[1]))
     for _, key, name, passage, covered in ranked:
@@ -176,23 +177,23 @@ def _looks_like(name: str, kind: str | None) -> float:
 
 def _entities(
     passage: Evidence,
+    mentions: list[tuple[Mention, int]],
     graph: PassageGraph | None,
     used: set[str],
     terms: Sequence[Term],
     stem: Callable[[str], list[str]],
-    question: set[str] | None = None,
 ) -> list[tuple[float, str, str]]:
     """The entities of a passage worth a hop, scored: written near the question's words
     ("Will Arnett reprising his role as Batman"), of the kind the open terms ask for, with
     a document of their own in the collection, written as a name, and rare; never one the
     question already names word for word."""
     text = passage.text
-    wanted = {t.stem for t in terms} | (question or set())
+    wanted = {t.stem for t in terms}
     kind = wanted_kind(terms)
     tokens = [(m.start(), stem(m.group(0))) for m in _WORD.finditer(text)]
     anchors = [pos for pos, st in tokens if st and st[0] in wanted]
     scored: dict[str, tuple[float, str]] = {}
-    for mention, _count in extract(text):
+    for mention, _count in mentions:
         key = mention.key
         if key in used or set(stem(key)) <= wanted:
             continue

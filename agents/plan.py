@@ -8,6 +8,7 @@ parents and operations past the bounds are refused with a reason; the rest are a
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
@@ -224,8 +225,9 @@ class PlanGraph:
     def snapshot(self) -> list[PlanNode]:
         return [n.model_copy(deep=True) for n in self._topological()]
 
-    def new_id(self, prefix: str = "n") -> str:
+    def new_id(self, prefix: str = "n", taken: Collection[str] = ()) -> str:
+        """A node id not used by the plan, nor in `taken` (ids of operations not yet applied)."""
         i = len(self.nodes) + 1
-        while f"{prefix}{i}" in self.nodes:
+        while f"{prefix}{i}" in self.nodes or f"{prefix}{i}" in taken:
             i += 1
         return f"{prefix}{i}"

@@ -205,10 +205,8 @@ class HeuristicPlanner:
             if not bridge.remaining or bridge.query().lower() in asked:
                 continue
             asked.add(bridge.query().lower())
-            hop = AddNode(id=graph.new_id(), question=bridge.query(), parents=[finished.id])
-            graph_ids = {*graph.nodes, *(op.id for op in ops if isinstance(op, AddNode))}
-            while hop.id in graph_ids:
-                hop.id = f"n{int(hop.id[1:]) + 1}"
+            taken = [op.id for op in ops if isinstance(op, AddNode)]
+            hop = AddNode(id=graph.new_id(taken=taken), question=bridge.query(), parents=[finished.id])
             chains[hop.id] = _Chain(list(bridge.remaining), set(exclude), bridge.entity)
             ops.append(hop)
         return PlannerReply(ops, [], Usage())

@@ -61,9 +61,9 @@ class PassageGraph:
         doc_subject = sparse.csr_matrix(
             (np.ones(int(keep.sum())), (s_rows[keep], s_cols[keep])), shape=(len(documents), n_e)
         )  # (D, E)
-        self.subject = (chunk_doc @ doc_subject).tocsr()  # (C, E), >0 where the entity is the chunk's subject
+        subject = (chunk_doc @ doc_subject).tocsr()  # (C, E), >0 where the entity is the chunk's subject
         self.is_subject = np.asarray(doc_subject.sum(axis=0)).ravel() > 0  # (E,) names some document
-        links = mention + subject_weight * self.subject * self.idf.max(initial=1.0)  # (C, E)
+        links = mention + subject_weight * subject * self.idf.max(initial=1.0)  # (C, E)
         adjacency = sparse.bmat([[None, links], [links.T, None]], format="csr")  # (C+E, C+E)
         out = np.asarray(adjacency.sum(axis=1)).ravel()  # (C+E,)
         inv = np.divide(1.0, out, out=np.zeros_like(out), where=out > 0)
@@ -150,11 +150,6 @@ def _positions(ids: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndar
     pos = np.clip(np.searchsorted(ids, values, sorter=order), 0, len(ids) - 1)
     idx = order[pos]
     return idx.astype(np.int64), ids[idx] == values
-
-
-def empty_graph() -> GraphData:
-    z = np.zeros(0, np.int64)
-    return GraphData(z, z, z, [], z, z, z, z)
 
 
 def seeds_from_hits(ranked: Sequence[tuple[int, float]], top: int = 5) -> dict[int, float]:

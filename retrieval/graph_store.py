@@ -3,18 +3,17 @@ so it is updated and deleted with them), read back as flat arrays for `graph.Pas
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from quarry.retrieval.entities import Mention, extract, normalise
 from quarry.retrieval.graph import GraphData
 from quarry.retrieval.graph_tables import EntityRow, MentionRow, SubjectRow
-from quarry.retrieval.storage import ChunkRow, DocumentRow, Store
+from quarry.retrieval.storage import ChunkRow, DocumentRow, Store, _batches
 
 _BATCH = 500
 
@@ -46,7 +45,7 @@ def write_graph(s: Session, collection_id: int, document_id: int, title: str, ch
         for m, n in mentions
         if m.key in ids
     ]
-    for batch in _batches(rows):
+    for batch in _batches(rows, _BATCH):
         s.execute(insert(MentionRow), batch)
     if subject in ids:
         s.execute(
@@ -58,16 +57,16 @@ def write_graph(s: Session, collection_id: int, document_id: int, title: str, ch
 def _entity_ids(s: Session, collection_id: int, names: dict[str, Mention]) -> dict[str, int]:
     ids: dict[str, int] = {}
     keys = list(names)
-    for batch in _batches(keys):
+    for batch in _batches(keys, _BATCH):
         ids.update(_existing(s, collection_id, batch))
     missing = [k for k in keys if k not in ids]
     if missing:
         rows = [
             {"collection_id": collection_id, "key": k, "name": names[k].name, "kind": names[k].kind} for k in missing
         ]
-        for batch in _batches(rows):
+        for batch in _batches(rows, _BATCH):
             s.execute(insert(EntityRow), batch)
-        for batch in _batches(missing):
+        for batch in _batches(missing, _BATCH):
             ids.update(_existing(s, collection_id, batch))
     return ids
 
@@ -134,18 +133,8 @@ def backfill(store: Store, collection_id: int) -> int:
     return count
 
 
-def entity_count(store: Store, collection_id: int) -> int:
-    with store.session() as s:
-        return int(s.scalar(select(func.count()).where(EntityRow.collection_id == collection_id)) or 0)
-
-
 def _columns(rows: Sequence[Sequence[int]], n: int) -> tuple[np.ndarray, ...]:
     if not rows:
         return tuple(np.zeros(0, np.int64) for _ in range(n))
     array = np.asarray(rows, dtype=np.int64)  # (rows, n)
     return tuple(array[:, i] for i in range(n))
-
-
-def _batches(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), _BATCH):
-        yield items[i : i + _BATCH]
