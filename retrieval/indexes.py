@@ -113,25 +113,32 @@ class CollectionIndex:
         return True
 
     def _load_manifest(self) -> None:
+        """Load the generation the manifest names. A missing file raises FileNotFoundError (a
+        concurrent save may have just replaced it); any other unreadable file, whatever the
+        library reading it raises, becomes IndexCorruptError, so the caller rebuilds from the
+        database rather than failing every search."""
         try:
             manifest = json.loads(self.manifest_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise IndexCorruptError(f"unreadable manifest: {exc}") from exc
-        gen = int(manifest["generation"])
-        dense = DenseIndex.load(
-            self.directory / manifest["dense"],
-            self.dimension,
-            self.settings.approximate_threshold,
-            self.settings.ivf_nprobe,
-            int(manifest.get("trained_size", 0)),
-        )
-        sparse = self._empty_sparse()
-        tomb_file = self.directory / manifest["tombstones"]
-        tombstones = np.load(tomb_file) if tomb_file.exists() else np.zeros(0, dtype=np.int64)
-        sparse.load_segments(self.directory / "bm25", manifest["segments"], tombstones.tolist())
+            gen = int(manifest["generation"])
+            dense = DenseIndex.load(
+                self.directory / manifest["dense"],
+                self.dimension,
+                self.settings.approximate_threshold,
+                self.settings.ivf_nprobe,
+                int(manifest.get("trained_size", 0)),
+            )
+            sparse = self._empty_sparse()
+            tombstones = _load_ids(self.directory / manifest["tombstones"])
+            segments = [str(name) for name in manifest["segments"]]
+            sparse.load_segments(self.directory / "bm25", segments, tombstones.tolist())
+            db_version = int(manifest.get("db_version", -1))
+        except (FileNotFoundError, IndexCorruptError):
+            raise
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, RuntimeError) as exc:
+            raise IndexCorruptError(f"unreadable index files in {self.directory}: {exc!r}") from exc
         self.dense, self.sparse, self.generation = dense, sparse, gen
-        self._previous_segments = list(manifest["segments"])
-        self.db_version = self.saved_db_version = int(manifest.get("db_version", -1))
+        self._previous_segments = segments
+        self.db_version = self.saved_db_version = db_version
 
     # updates ---------------------------------------------------------------------------
     def apply(self, added_ids: np.ndarray, vectors: np.ndarray, texts: list[str], removed_ids: np.ndarray) -> None:
@@ -232,6 +239,14 @@ class CollectionIndex:
 
     def search_sparse(self, query: str, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         return self.sparse.search(query, k, allowed)
+
+
+def _load_ids(path: Path) -> np.ndarray:
+    """A saved int64 id array (never pickles); IndexCorruptError when it is not one."""
+    ids = np.load(path, allow_pickle=False)
+    if not isinstance(ids, np.ndarray) or ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+        raise IndexCorruptError(f"{path.name} is not a list of chunk ids")
+    return ids.astype(np.int64)
 
 
 def _fsync_file(path: Path) -> None:
