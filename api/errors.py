@@ -17,6 +17,7 @@ from quarry.retrieval.errors import (
     InvalidQueryError,
     UnsupportedTypeError,
 )
+from quarry.workers.broker import BrokerUnavailableError, QueueFullError
 from quarry.workers.jobs import JobNotFoundError
 
 STATUS: list[tuple[type[Exception], int]] = [
@@ -32,6 +33,8 @@ STATUS: list[tuple[type[Exception], int]] = [
     (LLMError, 502),
     (AgentError, 500),
     (ConfigurationError, 503),
+    (BrokerUnavailableError, 503),
+    (QueueFullError, 429),
 ]
 
 
@@ -42,4 +45,10 @@ def status_for(exc: Exception) -> int:
 def install(app: FastAPI) -> None:
     @app.exception_handler(QuarryError)
     async def quarry_error(_request: Request, exc: QuarryError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=status_for(exc))
+        retry_after = getattr(exc, "retry_after_s", None)
+        if retry_after is None and isinstance(exc, BrokerUnavailableError):
+            retry_after = 5
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        return JSONResponse(
+            {"detail": str(exc), "error": type(exc).__name__}, status_code=status_for(exc), headers=headers
+        )

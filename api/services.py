@@ -80,31 +80,84 @@ class Services:
         long_reader = make_long_reader(self.settings, library.store, self.model, self.memory_engine)
         return AgentGraph(library, settings=self.settings, model=self.model, executor=executor, long_reader=long_reader)
 
+    def check_queue(self) -> None:
+        """Before anything is stored for a new job: the broker must answer (else
+        BrokerUnavailableError, a 503 at once) and the queue must have room (QueueFullError)."""
+        from quarry.workers import broker
+
+        s = self.settings.service
+        if self.celery is None or not s.redis_url:
+            raise broker.BrokerUnavailableError("no job queue is configured (service.redis_url)")
+        if not broker.ping(s.redis_url, s.broker_check_timeout_s):
+            raise broker.BrokerUnavailableError("the job queue (Redis) does not answer; try again shortly")
+        waiting = self.jobs.count_queued()
+        if waiting >= s.max_queued_jobs:
+            raise broker.QueueFullError(
+                f"{waiting} jobs wait in the queue (service.max_queued_jobs = {s.max_queued_jobs}); try again later",
+                retry_after_s=max(1, int(s.job_lease_s / 4)),
+            )
+
     def enqueue(self, job: JobInfo) -> None:
-        """Hand a job to the broker (the task claims it from the database)."""
+        """Hand a new job to the broker (the task claims it from the database); if the broker
+        refuses it, the job is deleted and BrokerUnavailableError raised."""
+        from quarry.workers.broker import BrokerUnavailableError
+
+        try:
+            self._send(job)
+        except Exception as exc:
+            self.jobs.delete(job.id)
+            raise BrokerUnavailableError(f"the job queue (Redis) refused the job; try again shortly ({exc})") from exc
+
+    def _send(self, job: JobInfo) -> None:
         task = {"ingest": "quarry.ingest_job", "research": "quarry.research_job", "eval": "quarry.eval_job"}[job.kind]
-        self.celery.send_task(task, args=[job.id])
+        self.celery.send_task(task, args=[job.id], retry=False)
 
     def requeue_stale(self) -> list[str]:
-        """Jobs whose task was lost (broker restarted before delivery) or whose worker died
-        are sent again, up to `job_max_attempts`; past that they fail with the reason."""
+        """Jobs whose worker stopped beating (died, stalled) and queued jobs whose message is
+        no longer in the broker (lost in a broker restart, or held by a worker that died
+        before it claimed the job) are sent again, up to `job_max_attempts` deliveries; past
+        that they fail with the reason. Jobs merely waiting in the queue are left alone."""
+        from quarry.workers import broker
+        from quarry.workers.app import QUEUES
+
         s = self.settings.service
+        lease = s.job_lease_s
+        pending: set[str] | None = None
         touched = []
-        for job in self.jobs.stale(s.job_lease_s):
+        for job in self.jobs.stale(lease):
             if job.cancel_requested:
-                self.jobs.finish(job.id, JobStatus.CANCELLED, error="cancelled")
-            elif job.attempts >= s.job_max_attempts:
-                self.jobs.finish(
-                    job.id,
-                    JobStatus.FAILED,
-                    error=f"no worker completed it in {job.attempts} attempt(s): workers or the broker stopped "
-                    f"and the job's heartbeat lapsed for more than {s.job_lease_s:.0f}s",
+                self.jobs.close_stale(job.id, lease, JobStatus.CANCELLED, "cancelled")
+                touched.append(job.id)
+                continue
+            if job.status == JobStatus.QUEUED:
+                if pending is None:
+                    try:
+                        pending = broker.pending_job_ids(s.redis_url or "", QUEUES, fresh_s=lease)
+                    except broker.BrokerUnavailableError as exc:
+                        log.warning("stale-job sweep: %s", exc)
+                        break  # nothing can be sent either; the next sweep looks again
+                if job.id in pending:
+                    continue  # waiting its turn
+                why = "its queue message was lost (broker restart, or a worker that died before it began)"
+            else:
+                why = f"its worker stopped beating for more than {lease:.0f}s (died, or stalled)"
+            if job.attempts >= s.job_max_attempts:
+                self.jobs.close_stale(
+                    job.id, lease, JobStatus.FAILED, f"no worker completed it in {job.attempts} attempt(s): {why}"
                 )
             else:
-                self.jobs.requeue(job.id)  # before sending: the worker may claim it at once
+                # marked before sending: a worker may claim it at once
+                marked = (
+                    self.jobs.resend(job.id, lease)
+                    if job.status == JobStatus.QUEUED
+                    else self.jobs.requeue(job.id, lease)
+                )
+                if not marked:
+                    continue  # a worker took it meanwhile
+                log.warning("job %s sent again: %s", job.id, why)
                 try:
-                    self.enqueue(job)
-                except Exception as exc:  # broker still down: the next sweep sends it again
+                    self._send(job)
+                except Exception as exc:  # broker down again: the next sweep sends it again
                     log.warning("cannot requeue job %s: %s", job.id, exc)
                     continue
             touched.append(job.id)

@@ -56,6 +56,19 @@ class StorageSettings(_Section):
 
 class IngestSettings(_Section):
     max_file_bytes: int = Field(50 * 1024 * 1024, ge=1, description="Files larger than this are refused.")
+    max_text_chars: int = Field(
+        5_000_000,
+        ge=1,
+        description="Text extracted from one file (one record, for JSON) is refused past this many "
+        "characters; counted while extracting.",
+    )
+    max_zip_ratio: int = Field(
+        100,
+        ge=1,
+        le=100_000,
+        description="Zip-based files (DOCX) whose members unpack to more than this many times the file's "
+        "size (or past max_file_bytes) are refused; checked from the archive's directory and while reading.",
+    )
     chunk_size: int = Field(200, ge=16, le=4096, description="Chunk size in embedding-model tokens.")
     chunk_overlap: int = Field(32, ge=0, le=1024, description="Overlap between chunks, in tokens.")
     batch_chunks: int = Field(
@@ -232,6 +245,18 @@ class ServiceSettings(_Section):
         120.0, ge=5, description="A running job whose heartbeat is older than this is handed to another worker."
     )
     job_max_attempts: int = Field(3, ge=1, le=20, description="Deliveries of a job before it is failed.")
+    max_queued_jobs: int = Field(
+        1000, ge=1, description="Jobs waiting in the queue (all tenants) beyond which new jobs get 429 with Retry-After."
+    )
+    broker_check_timeout_s: float = Field(
+        1.0, gt=0, le=30, description="How long a job-creating request waits for Redis before answering 503."
+    )
+    health_cache_s: float = Field(
+        30.0, ge=0, le=3600, description="A worker count seen this recently still counts when a health ping is slow."
+    )
+    restart_backoff_max_s: float = Field(
+        30.0, ge=1, le=3600, description="`quarry serve` restarts a dead redis-server or worker after at most this."
+    )
     node_wait_s: float = Field(120.0, gt=0, description="How long the API waits for a remote searcher node.")
     max_concurrent_asks: int = Field(
         4, ge=1, le=1024, description="Questions one API process answers at once; the rest wait their turn."

@@ -1,11 +1,14 @@
 """Jobs (ingestion, research) in the metadata database, where the API reads their progress.
 
 State changes are single conditional UPDATEs, so two workers handed the same job (a
-redelivery) cannot both claim it, and a finished job is never reopened."""
+redelivery) cannot both claim it, and a finished job is never reopened. A claim is fenced:
+its heartbeats, release and finish match the worker and the attempt that took it, so a
+worker that stalled past its lease cannot touch a job handed to another since."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -21,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     delete,
+    func,
     or_,
     select,
     update,
@@ -38,6 +42,19 @@ class JobNotFoundError(QuarryError):
 
 class JobCancelledError(QuarryError):
     """Raised inside a task when its job was cancelled."""
+
+
+class JobLostError(QuarryError):
+    """Raised inside a task whose claim lapsed: the job was handed to another worker."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One worker's hold on one attempt of a job."""
+
+    job_id: str
+    worker: str
+    attempt: int
 
 
 class JobStatus(StrEnum):
@@ -174,7 +191,7 @@ class JobStore:
                 query = query.where(JobRow.kind == kind)
             return [_info(r) for r in s.scalars(query)]
 
-    def claim(self, job_id: str, worker: str, lease_s: float, max_attempts: int) -> bool:
+    def claim(self, job_id: str, worker: str, lease_s: float, max_attempts: int) -> Claim | None:
         """Atomically take a queued job, or a running one whose worker stopped beating."""
         stale = _now() - timedelta(seconds=lease_s)
         with self._sessions.begin() as s:
@@ -197,12 +214,25 @@ class JobStore:
                     updated_at=_now(),
                 )
             )
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+            if not result.rowcount:  # type: ignore[attr-defined]
+                return None
+            attempt = s.scalar(select(JobRow.attempts).where(JobRow.id == job_id))  # the row is ours until commit
+            return Claim(job_id, worker, int(attempt or 0))
+
+    @staticmethod
+    def _held(claim: Claim) -> Any:
+        return (
+            (JobRow.id == claim.job_id)
+            & (JobRow.status == JobStatus.RUNNING.value)
+            & (JobRow.worker == claim.worker)
+            & (JobRow.attempts == claim.attempt)
+        )
 
     def heartbeat(
-        self, job_id: str, done: int | None = None, total: int | None = None, partial: list[Any] | None = None
+        self, claim: Claim, done: int | None = None, total: int | None = None, partial: list[Any] | None = None
     ) -> None:
-        """Record progress; raises JobCancelledError when the job was cancelled."""
+        """Record progress; raises JobCancelledError when the job was cancelled, and
+        JobLostError when the claim lapsed and the job went to another worker."""
         values: dict[str, Any] = {"heartbeat_at": _now(), "updated_at": _now()}
         if done is not None:
             values["done"] = done
@@ -211,20 +241,32 @@ class JobStore:
         if partial is not None:
             values["partial"] = partial
         with self._sessions.begin() as s:
-            s.execute(
-                update(JobRow).where(JobRow.id == job_id, JobRow.status == JobStatus.RUNNING.value).values(**values)
-            )
-            if s.scalar(select(JobRow.cancel_requested).where(JobRow.id == job_id)):
-                raise JobCancelledError(f"job {job_id} was cancelled")
+            held = s.execute(update(JobRow).where(self._held(claim)).values(**values)).rowcount  # type: ignore[attr-defined]
+            if s.scalar(select(JobRow.cancel_requested).where(JobRow.id == claim.job_id)):
+                raise JobCancelledError(f"job {claim.job_id} was cancelled")
+        if not held:
+            raise JobLostError(f"job {claim.job_id}: attempt {claim.attempt} lapsed and was handed over")
 
     def finish(
-        self, job_id: str, status: JobStatus, result: dict[str, Any] | None = None, error: str | None = None
+        self, claim: Claim, status: JobStatus, result: dict[str, Any] | None = None, error: str | None = None
     ) -> bool:
+        """End the job, only if `claim` still holds it."""
         with self._sessions.begin() as s:
             res = s.execute(
                 update(JobRow)
-                .where(JobRow.id == job_id, JobRow.status.in_([JobStatus.RUNNING.value, JobStatus.QUEUED.value]))
+                .where(self._held(claim))
                 .values(status=status.value, result=result, error=error, updated_at=_now(), heartbeat_at=_now())
+            )
+            return bool(res.rowcount)  # type: ignore[attr-defined]
+
+    def release(self, claim: Claim) -> bool:
+        """Give a claimed job back to the queue (a transient error): the retry claims it at
+        once instead of waiting for the lease to lapse."""
+        with self._sessions.begin() as s:
+            res = s.execute(
+                update(JobRow)
+                .where(self._held(claim))
+                .values(status=JobStatus.QUEUED.value, worker=None, heartbeat_at=_now(), updated_at=_now())
             )
             return bool(res.rowcount)  # type: ignore[attr-defined]
 
@@ -241,8 +283,19 @@ class JobStore:
             )
         return self.get(job_id, tenant)
 
+    def delete(self, job_id: str) -> None:
+        """Remove a job that was never handed to the broker (its uploads go with it)."""
+        with self._sessions.begin() as s:
+            s.execute(delete(UploadRow).where(UploadRow.job_id == job_id))
+            s.execute(delete(JobRow).where(JobRow.id == job_id))
+
+    def count_queued(self) -> int:
+        with self._sessions() as s:
+            return int(s.scalar(select(func.count()).where(JobRow.status == JobStatus.QUEUED.value)) or 0)
+
     def stale(self, lease_s: float) -> list[JobInfo]:
-        """Unfinished jobs nobody has touched for longer than the lease."""
+        """Unfinished jobs nobody has touched for longer than the lease: running ones whose
+        worker stopped beating, and queued ones (waiting, or whose message was lost)."""
         cutoff = _now() - timedelta(seconds=lease_s)
         with self._sessions() as s:
             rows = s.scalars(
@@ -253,12 +306,41 @@ class JobStore:
             )
             return [_info(r) for r in rows]
 
-    def requeue(self, job_id: str) -> None:
-        """Put a stale job back in the queue (its broker message was just sent again): the
-        next worker claims it at once, and a zombie worker's heartbeats no longer count."""
+    def close_stale(self, job_id: str, lease_s: float, status: JobStatus, error: str) -> bool:
+        """End an unfinished job that is still untouched for longer than the lease."""
+        cutoff = _now() - timedelta(seconds=lease_s)
         with self._sessions.begin() as s:
-            s.execute(
+            res = s.execute(
                 update(JobRow)
-                .where(JobRow.id == job_id, JobRow.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]))
+                .where(
+                    JobRow.id == job_id,
+                    JobRow.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
+                    JobRow.heartbeat_at < cutoff,
+                )
+                .values(status=status.value, error=error, worker=None, updated_at=_now(), heartbeat_at=_now())
+            )
+            return bool(res.rowcount)  # type: ignore[attr-defined]
+
+    def requeue(self, job_id: str, lease_s: float) -> bool:
+        """Put a job whose lease lapsed back in the queue (its message is sent again next):
+        the next worker claims it at once, and the stalled worker's claim no longer holds."""
+        cutoff = _now() - timedelta(seconds=lease_s)
+        with self._sessions.begin() as s:
+            res = s.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status == JobStatus.RUNNING.value, JobRow.heartbeat_at < cutoff)
                 .values(status=JobStatus.QUEUED.value, worker=None, heartbeat_at=_now(), updated_at=_now())
             )
+            return bool(res.rowcount)  # type: ignore[attr-defined]
+
+    def resend(self, job_id: str, lease_s: float) -> bool:
+        """Count one more delivery of a queued job whose broker message was lost (it is sent
+        again next), so that a job no worker ever takes fails after `job_max_attempts`."""
+        cutoff = _now() - timedelta(seconds=lease_s)
+        with self._sessions.begin() as s:
+            res = s.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status == JobStatus.QUEUED.value, JobRow.heartbeat_at < cutoff)
+                .values(attempts=JobRow.attempts + 1, heartbeat_at=_now(), updated_at=_now())
+            )
+            return bool(res.rowcount)  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from sqlalchemy.exc import OperationalError
 from quarry.core.errors import QuarryError
 from quarry.core.settings import Settings
 from quarry.core.types import Answer
-from quarry.workers.jobs import JobCancelledError, JobStatus, JobStore
+from quarry.workers.jobs import Claim, JobCancelledError, JobLostError, JobStatus, JobStore
 
 TRANSIENT = (OperationalError, RedisConnectionError, ConnectionError)
 log = logging.getLogger("quarry.workers")
@@ -87,20 +87,22 @@ class Runtime:
 
 
 @contextmanager
-def heartbeat(jobs: JobStore, job_id: str, every_s: float) -> Iterator[None]:
+def heartbeat(jobs: JobStore, claim: Claim, every_s: float) -> Iterator[None]:
     """Keep a running job's lease fresh from a side thread while its task works."""
     stop = threading.Event()
 
     def beat() -> None:
         while not stop.wait(every_s):
             try:
-                jobs.heartbeat(job_id)
+                jobs.heartbeat(claim)
             except JobCancelledError:
                 pass  # the task notices at its next progress report
+            except JobLostError:
+                return  # handed to another worker: the task stops at its next progress report
             except TRANSIENT:
                 pass  # the next beat tries again; a lapsed lease only hands the job over
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-{job_id[:8]}", daemon=True)
+    thread = threading.Thread(target=beat, name=f"heartbeat-{claim.job_id[:8]}", daemon=True)
     thread.start()
     try:
         yield
@@ -115,33 +117,47 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     attempts = settings.service.job_max_attempts
 
     def run_job(job_id: str, body: Any) -> str:
+        """Claim the job, run `body(job, beat)` (beat records progress under this claim),
+        and finish the job only while the claim still holds it."""
         jobs = runtime.jobs
-        if not jobs.claim(job_id, runtime.name, lease, attempts):
+        claim = jobs.claim(job_id, runtime.name, lease, attempts)
+        if claim is None:
             return "skipped: the job is finished, cancelled or held by a live worker"
+
+        def beat(**progress: Any) -> None:
+            jobs.heartbeat(claim, **progress)
+
         try:
-            with heartbeat(jobs, job_id, lease / 4):
-                result = body(jobs.get(job_id))
+            with heartbeat(jobs, claim, lease / 4):
+                result = body(jobs.get(job_id), beat)
+        except JobLostError:
+            return "lost: the lease lapsed and another worker has the job"
         except JobCancelledError:
-            jobs.finish(job_id, JobStatus.CANCELLED, error="cancelled")
+            jobs.finish(claim, JobStatus.CANCELLED, error="cancelled")
             return "cancelled"
         except SoftTimeLimitExceeded:
-            jobs.finish(job_id, JobStatus.FAILED, error=f"took longer than {settings.service.task_soft_time_limit_s}s")
+            jobs.finish(claim, JobStatus.FAILED, error=f"took longer than {settings.service.task_soft_time_limit_s}s")
             return "failed"
         except QuarryError as exc:
-            jobs.finish(job_id, JobStatus.FAILED, error=str(exc))
+            jobs.finish(claim, JobStatus.FAILED, error=str(exc))
             return "failed"
         except TRANSIENT:
+            # give the job back, so that the retry claims it at once (if the database is the
+            # fault, the lease lapses instead)
+            with suppress(*TRANSIENT):
+                jobs.release(claim)
             raise  # the task is retried
         except Exception as exc:  # a bug, not a passing fault: running it again would fail again
             log.exception("job %s failed", job_id)
-            jobs.finish(job_id, JobStatus.FAILED, error=f"internal error ({type(exc).__name__}): {exc}"[:2000])
+            jobs.finish(claim, JobStatus.FAILED, error=f"internal error ({type(exc).__name__}): {exc}"[:2000])
             return "failed"
-        jobs.finish(job_id, JobStatus.SUCCEEDED, result=result)
+        if not jobs.finish(claim, JobStatus.SUCCEEDED, result=result):
+            return "lost: the lease lapsed and another worker has the job"
         return "succeeded"
 
     @app.task(name="quarry.ingest_job", bind=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
     def ingest_job(self: Task, job_id: str) -> str:
-        def body(job: Any) -> dict[str, Any]:
+        def body(job: Any, beat: Any) -> dict[str, Any]:
             library = runtime.library.for_tenant(job.tenant)
 
             last = [0.0]
@@ -150,7 +166,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
                 now = time.monotonic()
                 if now - last[0] >= 0.5 or p.items_done >= job.total:  # at most two writes a second
                     last[0] = now
-                    runtime.jobs.heartbeat(job.id, done=p.items_done, total=job.total)
+                    beat(done=p.items_done, total=job.total)
 
             if job.params.get("paths"):  # files on this machine (`quarry serve --ingest`)
                 files = [(Path(p), source) for p, source in job.params["paths"]]
@@ -181,7 +197,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
 
     @app.task(name="quarry.research_job", bind=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
     def research_job(self: Task, job_id: str) -> str:
-        def body(job: Any) -> dict[str, Any]:
+        def body(job: Any, beat: Any) -> dict[str, Any]:
             from quarry.agents.research import Researcher
 
             agent = runtime.agent(job.tenant)
@@ -192,11 +208,11 @@ def register_tasks(app: Celery, settings: Settings) -> None:
 
             async def go() -> Any:
                 todo = questions or await researcher.questions_for(job.collection, job.params["topic"])
-                runtime.jobs.heartbeat(job.id, done=len(done), total=len(todo))
+                beat(done=len(done), total=len(todo))
 
                 def on_answer(answer: Answer) -> None:
                     answers.append(answer.model_dump(mode="json"))
-                    runtime.jobs.heartbeat(job.id, done=len(answers), total=len(todo), partial=answers)
+                    beat(done=len(answers), total=len(todo), partial=answers)
 
                 return await researcher.run(
                     job.collection, questions=todo, topic=job.params.get("topic"), done=done, on_answer=on_answer
@@ -209,14 +225,14 @@ def register_tasks(app: Celery, settings: Settings) -> None:
 
     @app.task(name="quarry.eval_job", bind=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
     def eval_job(self: Task, job_id: str) -> str:
-        def body(job: Any) -> dict[str, Any]:
+        def body(job: Any, beat: Any) -> dict[str, Any]:
             from quarry.evals.runner import EvalConfig, run_eval
 
             config = EvalConfig.model_validate(job.params)
             out = settings.storage.data_dir / "evals" / job.id
 
             def progress(p: Any) -> None:
-                runtime.jobs.heartbeat(job.id, done=p.done, total=p.total)
+                beat(done=p.done, total=p.total)
 
             # a redelivered job continues the same run directory where it stopped
             report = run_eval(config, library=runtime.library.for_tenant(job.tenant), out=out, on_progress=progress)

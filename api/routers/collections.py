@@ -75,6 +75,7 @@ async def upload_documents(
     check_scope(principal, name)
     library = services.library.for_tenant(principal.tenant)
     uploads = await read_uploads(files, services.settings)
+    await asyncio.to_thread(services.check_queue)  # 503/429 before anything is stored
     collection = await asyncio.to_thread(_collection_for_upload, library, name, create)
     library.store.mark_queued(collection.id, [(source, media_type_for(source)) for source, _ in uploads])
     job = services.jobs.create("ingest", principal.tenant, name, {"files": len(uploads)}, len(uploads), uploads)
@@ -103,6 +104,7 @@ def add_text_documents(name: str, body: TextDocuments, services: ServicesDep, pr
         if not d.text.strip():
             raise HTTPException(422, f"{source}: the text is empty")
         docs.append({"name": source, "text": d.text, "title": d.title})
+    services.check_queue()  # 503/429 before anything is stored
     collection = _collection_for_upload(library, name, True)
     library.store.mark_queued(collection.id, [(str(d["name"]), "text/plain") for d in docs])
     job = services.jobs.create("ingest", principal.tenant, name, {"documents": docs}, len(docs))

@@ -38,6 +38,7 @@ def create(body: EvalCreate, services: ServicesDep, principal: AdminDep) -> JobO
         raise HTTPException(422, f"invalid eval: {exc.errors()[0]['msg']}") from None
     if not Path(config.path).exists():
         raise HTTPException(422, f"no such file or folder on the server: {config.path}")
+    services.check_queue()  # 503/429 before anything is stored
     job = services.jobs.create("eval", principal.tenant, config.collection or "", config.model_dump(mode="json"))
     services.enqueue(job)
     return job_out(job)

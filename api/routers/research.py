@@ -42,6 +42,7 @@ def create(body: ResearchCreate, services: ServicesDep, principal: PrincipalDep)
     services.library.for_tenant(principal.tenant).collection(body.collection)  # 404 before queuing
     questions = [q.strip() for q in body.questions or [] if q.strip()]
     params = {"questions": questions, "topic": body.topic, "sections": body.sections}
+    services.check_queue()  # 503/429 before anything is stored
     job = services.jobs.create("research", principal.tenant, body.collection, params, len(questions))
     services.enqueue(job)
     return job_out(job)
