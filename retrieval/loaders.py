@@ -12,8 +12,8 @@ import json
 import os
 import re
 import unicodedata
-import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from quarry.retrieval.errors import (
     UndecodableTextError,
     UnsupportedTypeError,
 )
+from quarry.retrieval.unzip import read_members, repack
 
 MEDIA_TYPES: dict[str, str] = {
     ".txt": "text/plain",
@@ -81,14 +82,20 @@ def _walk_name(raw: str) -> str:
         return f"unnamed-{sha256(raw.encode('utf-8', 'surrogateescape'))[:12]}{Path(raw).suffix}"
 
 
-def iter_files(paths: list[Path]) -> Iterator[tuple[Path, str]]:
+def iter_files(
+    paths: list[Path], include: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> Iterator[tuple[Path, str]]:
     """Yield (file path, source name) for files and, recursively, folders. Hidden files and
-    folders are skipped in folder walks; symlinked folders are not followed (no loops)."""
+    folders are skipped in folder walks; symlinked folders are not followed (no loops).
+
+    With `include` globs only the files matching one of them are kept, and files matching an
+    `exclude` glob are left out (see `matches_globs`)."""
     for root in paths:
         if not root.exists():
             raise FileNotFoundError(f"no such file or folder: {root}")
         if root.is_file():
-            yield root, _walk_name(root.name)
+            if _selected(root.name, include, exclude):
+                yield root, _walk_name(root.name)
             continue
         base = root.resolve().parent
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
@@ -97,8 +104,36 @@ def iter_files(paths: list[Path]) -> Iterator[tuple[Path, str]]:
                 if filename.startswith("."):
                     continue
                 path = Path(dirpath) / filename
+                inside = path.relative_to(root).as_posix()
+                if not _selected(inside, include, exclude):
+                    continue
                 rel = path.resolve().relative_to(base) if path.resolve().is_relative_to(base) else path
                 yield path, _walk_name(str(rel))
+
+
+def matches_globs(path: str, patterns: Sequence[str]) -> bool:
+    """Whether a file's path (relative to the folder given, `/`-separated) matches one of
+    `patterns`. A pattern without `/` is matched against the file name, one with `/`
+    against the whole relative path (`img/` means everything under `img`); `*` also
+    matches across folders."""
+    name = path.rsplit("/", 1)[-1]
+    for pattern in patterns:
+        if "/" not in pattern:
+            if fnmatchcase(name, pattern):
+                return True
+            continue
+        pattern = pattern.lstrip("/")
+        if pattern.endswith("/"):
+            pattern += "*"
+        if fnmatchcase(path, pattern):
+            return True
+    return False
+
+
+def _selected(path: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    if include and not matches_globs(path, include):
+        return False
+    return not (exclude and matches_globs(path, exclude))
 
 
 def decode_text(data: bytes, name: str) -> str:
@@ -128,10 +163,69 @@ def _clean(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
+class _TextBudget:
+    """Counts the characters extracted from one file and stops the extraction as soon as
+    they pass `ingest.max_text_chars`, so that a small file cannot expand into gigabytes."""
+
+    def __init__(self, name: str, limit: int) -> None:
+        self.name, self.limit, self.used = name, limit, 0
+
+    def take(self, text: str) -> str:
+        self.used += len(text)
+        if self.used > self.limit:
+            raise DocumentTooLargeError(
+                f"{self.name}: more than {self.limit:,} characters of text (ingest.max_text_chars)"
+            )
+        return text
+
+
+_ATX = re.compile(r"^[ ]{0,3}#{1,6}[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$")
+_SETEXT_UNDERLINE = re.compile(r"^[ ]{0,3}(=+|-+)[ \t]*$")
+_UNNUMBERED = re.compile(r"[ \t]*\{[ \t]*-[ \t]*\}[ \t]*$")  # Pandoc's `# Heading {-}`
+_IMAGE_OR_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)|!?\[([^\]]*)\]\[[^\]]*\]")
+_EMPHASIS = re.compile(r"(\*{1,3}|(?<!\w)_{1,3})(\S(?:.*?\S)?)\1(?!\w)")
+_TAG = re.compile(r"</?[A-Za-z][^>]*>")
+
+
+def readable_heading(text: str) -> str:
+    """A heading's words as a title: no attribute blocks (`{ #id }`, `{-}`), closing `#`s,
+    links, emphasis, inline-code backticks or HTML tags."""
+    text = _ATTRIBUTES.sub("", text)
+    text = _UNNUMBERED.sub("", text)
+    text = re.sub(r"[ \t]+#+[ \t]*$", "", text)
+    text = _IMAGE_OR_LINK.sub(lambda m: m.group(1) if m.group(1) is not None else m.group(2), text)
+    text = _TAG.sub("", text)
+    text = _INLINE_CODE.sub(lambda m: m.group(0).strip("`").strip(), text)
+    text = _EMPHASIS.sub(r"\2", text)
+    return " ".join(text.replace("\\", "").split())
+
+
 def _first_heading(text: str) -> str | None:
-    for match in re.finditer(r"^#{1,6}\s+(.+?)\s*#*\s*$", text, flags=re.MULTILINE):
-        title = _ATTRIBUTES.sub("", match.group(1)).strip()
-        if title:
+    """The words of the first heading (ATX `#` or setext underlined) outside code fences."""
+    lines = text.split("\n")
+    fence: str | None = None
+    for i, line in enumerate(lines):
+        marker = _FENCE_LINE.match(line)
+        if fence is not None:
+            if marker and marker.group(1)[0] == fence:
+                fence = None
+            continue
+        if marker:
+            fence = marker.group(1)[0]
+            continue
+        match = _ATX.match(line)
+        words = None
+        if match:
+            words = match.group(1)
+        elif (
+            line.strip()
+            and i + 1 < len(lines)
+            and _SETEXT_UNDERLINE.match(lines[i + 1])
+            and not re.match(r"^[ \t]*([-*+>|]|\d+[.)])[ \t]", line)
+            and (i == 0 or not lines[i - 1].strip())
+        ):
+            words = line
+        if words is not None and (title := readable_heading(words)):
             return title
     return None
 
@@ -208,7 +302,10 @@ def clean_markdown(text: str) -> tuple[str, str | None]:
             continue
         if _LAYOUT_LINE.match(line):
             continue
-        out.append(_outdent(_strip_attributes(line), dedent))
+        line = _strip_attributes(line)
+        if _ATX.match(line):
+            line = _UNNUMBERED.sub("", line)
+        out.append(_outdent(line, dedent))
     return "\n".join(out), title
 
 
@@ -236,16 +333,18 @@ def _strip_attributes(line: str) -> str:
     return stripped.rstrip() if stripped != line else line
 
 
-def _html_to_text(data: bytes, name: str) -> tuple[str, str | None]:
+def _html_to_text(data: bytes, name: str, budget: _TextBudget) -> tuple[str, str | None]:
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(decode_text(data, name), "html.parser")
-    for tag in soup(["script", "style", "noscript", "template", "svg", "head"]):
-        if tag.name == "head":
-            continue
+    for tag in soup(["script", "style", "noscript", "template", "svg"]):
+        tag.decompose()
+    for tag in soup.select("a.headerlink, a.anchor-link, a.anchorjs-link"):  # MkDocs/Sphinx/Jupyter `¶`
         tag.decompose()
     title_tag = soup.find("title")
-    title = title_tag.get_text(" ", strip=True) if title_tag else None
+    title = readable_heading(title_tag.get_text(" ", strip=True)) if title_tag else ""
+    h1 = soup.find("h1")
+    title = title or (readable_heading(h1.get_text(" ", strip=True)) if h1 else "")
     blocks: list[str] = []
     body = soup.body or soup
     for el in body.find_all(["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "td", "blockquote"]):
@@ -255,17 +354,19 @@ def _html_to_text(data: bytes, name: str) -> tuple[str, str | None]:
         if not text.strip():
             continue
         if el.name and el.name[0] == "h" and el.name[1:].isdigit():
-            blocks.append("#" * int(el.name[1:]) + " " + " ".join(text.split()))
+            heading = readable_heading(text.replace("\u00b6", ""))
+            if heading:
+                blocks.append(budget.take("#" * int(el.name[1:]) + " " + heading))
         elif el.name == "li":
-            blocks.append("- " + " ".join(text.split()))
+            blocks.append(budget.take("- " + " ".join(text.split())))
         else:
-            blocks.append(text if el.name == "pre" else " ".join(text.split()))
+            blocks.append(budget.take(text if el.name == "pre" else " ".join(text.split())))
     if not blocks:
-        blocks.append(" ".join(body.get_text(" ").split()))
-    return "\n\n".join(blocks), title
+        blocks.append(budget.take(" ".join(body.get_text(" ").split())))
+    return "\n\n".join(blocks), title or None
 
 
-def _pdf_to_text(data: bytes, name: str) -> tuple[str, dict[str, Any]]:
+def _pdf_to_text(data: bytes, name: str, budget: _TextBudget) -> tuple[str, dict[str, Any]]:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
@@ -275,8 +376,8 @@ def _pdf_to_text(data: bytes, name: str) -> tuple[str, dict[str, Any]]:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
             raise CorruptDocumentError(f"{name}: the PDF is encrypted")
-        pages = [_clean(page.extract_text() or "") for page in reader.pages]
-    except CorruptDocumentError:
+        pages = [budget.take(_clean(page.extract_text() or "")) for page in reader.pages]
+    except DocumentError:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
         raise CorruptDocumentError(f"{name}: corrupt or unreadable PDF ({type(exc).__name__}: {exc})") from None
@@ -293,35 +394,39 @@ def _pdf_to_text(data: bytes, name: str) -> tuple[str, dict[str, Any]]:
     return text, {"page_starts": page_starts}
 
 
-def _docx_to_text(data: bytes, name: str) -> tuple[str, str | None]:
+def _docx_to_text(data: bytes, name: str, settings: IngestSettings, budget: _TextBudget) -> tuple[str, str | None]:
     import docx
     from docx.opc.exceptions import PackageNotFoundError
+    from lxml import etree
 
-    if not zipfile.is_zipfile(io.BytesIO(data)):
+    if not data.startswith(b"PK"):
         raise CorruptDocumentError(f"{name}: not a DOCX file (not a zip archive)")
+    # python-docx inflates every part at once: unpack under our bounds first, then hand it
+    # the same parts stored uncompressed
+    members = read_members(data, name, settings.max_file_bytes, settings.max_zip_ratio, kind="DOCX")
     try:
-        document = docx.Document(io.BytesIO(data))
-    except (PackageNotFoundError, KeyError, ValueError, zipfile.BadZipFile, OSError) as exc:
+        document = docx.Document(io.BytesIO(repack(members)))
+        blocks: list[str] = []
+        title: str | None = document.core_properties.title or None
+        for para in document.paragraphs:
+            text = " ".join(budget.take(para.text).split())
+            if not text:
+                continue
+            style = (para.style.name if para.style is not None else "") or ""
+            if style == "Title":
+                blocks.append("# " + text)
+                title = title or text
+            elif style.startswith("Heading") and style[7:].strip().isdigit():
+                blocks.append("#" * min(6, int(style[7:].strip())) + " " + text)
+            else:
+                blocks.append(text)
+        for table in document.tables:
+            for row in table.rows:
+                cells = [" ".join(budget.take(c.text).split()) for c in row.cells]
+                if any(cells):
+                    blocks.append(" | ".join(cells))
+    except (PackageNotFoundError, KeyError, ValueError, etree.LxmlError) as exc:
         raise CorruptDocumentError(f"{name}: corrupt or unreadable DOCX ({type(exc).__name__}: {exc})") from None
-    blocks: list[str] = []
-    title: str | None = document.core_properties.title or None
-    for para in document.paragraphs:
-        text = " ".join(para.text.split())
-        if not text:
-            continue
-        style = (para.style.name if para.style is not None else "") or ""
-        if style == "Title":
-            blocks.append("# " + text)
-            title = title or text
-        elif style.startswith("Heading") and style[7:].strip().isdigit():
-            blocks.append("#" * min(6, int(style[7:].strip())) + " " + text)
-        else:
-            blocks.append(text)
-    for table in document.tables:
-        for row in table.rows:
-            cells = [" ".join(c.text.split()) for c in row.cells]
-            if any(cells):
-                blocks.append(" | ".join(cells))
     return "\n\n".join(blocks), title
 
 
@@ -331,6 +436,10 @@ def _record_text(record: Any, where: str, settings: IngestSettings) -> tuple[str
     text = record.get(settings.json_text_field)
     if not isinstance(text, str) or not text.strip():
         raise DocumentError(f"{where}: missing or empty text field {settings.json_text_field!r}")
+    if len(text) > settings.max_text_chars:
+        raise DocumentTooLargeError(
+            f"{where}: {len(text):,} characters of text; at most {settings.max_text_chars:,} (ingest.max_text_chars)"
+        )
     title = record.get(settings.json_title_field)
     rid = record.get(settings.json_id_field)
     return (
@@ -369,8 +478,23 @@ def load_bytes(
     data: bytes, source: str, settings: IngestSettings, media_type: str | None = None
 ) -> Iterator[SourceDocument | DocumentError]:
     """Load one file's bytes. JSON/JSONL files yield one document per record; a bad record
-    yields its error in place, so the good records still load."""
+    yields its error in place, so the good records still load.
+
+    This is the one extraction path of the CLI, the API's upload checks and the workers:
+    every problem with the file, a parser's own exceptions included, comes out as a
+    `DocumentError` naming it."""
     source = safe_source_name(source)
+    try:
+        yield from _load(data, source, settings, media_type)
+    except (DocumentError, MemoryError):
+        raise
+    except Exception as exc:  # a parser's own error (lxml, zlib, a bug in a library) is this file's
+        raise CorruptDocumentError(f"{source}: cannot read the file ({type(exc).__name__}: {exc})") from None
+
+
+def _load(
+    data: bytes, source: str, settings: IngestSettings, media_type: str | None
+) -> Iterator[SourceDocument | DocumentError]:
     if len(data) > settings.max_file_bytes:
         raise DocumentTooLargeError(
             f"{source}: {len(data):,} bytes is over the limit of {settings.max_file_bytes:,} bytes "
@@ -409,16 +533,17 @@ def load_bytes(
         return
     metadata: dict[str, Any] = {}
     title = None
+    budget = _TextBudget(source, settings.max_text_chars)
     if media_type == "application/pdf":
-        text, metadata = _pdf_to_text(data, source)
+        text, metadata = _pdf_to_text(data, source, budget)
     elif media_type.endswith("wordprocessingml.document"):
-        text, title = _docx_to_text(data, source)
+        text, title = _docx_to_text(data, source, settings, budget)
         metadata["markdown"] = True
     elif media_type == "text/html":
-        text, title = _html_to_text(data, source)
+        text, title = _html_to_text(data, source, budget)
         metadata["markdown"] = True
     else:
-        text = decode_text(data, source)
+        text = budget.take(decode_text(data, source))
         metadata["markdown"] = media_type == "text/markdown"
         if metadata["markdown"]:
             text, title = clean_markdown(text)
@@ -440,7 +565,7 @@ def load_bytes(
 
 def load_file(path: Path, source: str, settings: IngestSettings) -> Iterator[SourceDocument | DocumentError]:
     """Load a file from disk, checking its size before reading it."""
-    media_type = media_type_for(path.name)
+    media_type = media_type_for(source)
     size = path.stat().st_size
     if size > settings.max_file_bytes:
         raise DocumentTooLargeError(

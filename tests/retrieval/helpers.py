@@ -42,3 +42,36 @@ def write(path: Path, data: bytes | str) -> Path:
     else:
         path.write_bytes(data)
     return path
+
+
+def docx_bomb(paragraph_chars: int) -> bytes:
+    """A real DOCX whose word/document.xml holds one paragraph of `paragraph_chars` letters:
+    a few kilobytes that unpack to megabytes (a decompression bomb)."""
+    import zipfile
+
+    source = zipfile.ZipFile(io.BytesIO(docx_bytes("Bomb", [("Boom", "x")])))
+    head = (
+        '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        '<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
+        "<w:body><w:p><w:r><w:t>"
+    )
+    body = head + "a" * paragraph_chars + "</w:t></w:r></w:p></w:body></w:document>"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as out:
+        for info in source.infolist():
+            data = body.encode() if info.filename == "word/document.xml" else source.read(info)
+            out.writestr(info.filename, data)
+    return buf.getvalue()
+
+
+def docx_with_broken_xml() -> bytes:
+    """A DOCX whose zip is sound but whose word/document.xml is cut in half."""
+    import zipfile
+
+    source = zipfile.ZipFile(io.BytesIO(docx_bytes("Broken", [("Half", "the rest is missing")])))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in source.infolist():
+            data = source.read(info)
+            out.writestr(info.filename, data[: len(data) // 2] if info.filename == "word/document.xml" else data)
+    return buf.getvalue()

@@ -20,7 +20,7 @@ from quarry.retrieval.errors import (
     UnsupportedTypeError,
 )
 from quarry.retrieval.loaders import iter_files, load_bytes, load_file, safe_source_name, text_document
-from tests.retrieval.helpers import docx_bytes, pdf_bytes, write
+from tests.retrieval.helpers import docx_bomb, docx_bytes, docx_with_broken_xml, pdf_bytes, write
 
 S = IngestSettings()
 
@@ -215,3 +215,120 @@ def test_markdown_chunks_index_the_cleaned_text_exactly(embedder: SentenceEmbedd
     for chunk in chunks:
         assert doc.text[chunk.start_char : chunk.end_char] == chunk.text
         assert "{ #" not in chunk.heading and "{#" not in chunk.heading
+
+
+def test_docx_bomb_is_refused_from_the_archive_directory() -> None:
+    bomb = docx_bomb(30_000_000)  # ~60 KB that unpacks to 30 MB
+    assert len(bomb) < 100_000
+    with pytest.raises(DocumentTooLargeError) as info:
+        list(load_bytes(bomb, "bomb.docx", S))
+    message = str(info.value)
+    assert message.startswith("bomb.docx:") and "ingest.max_zip_ratio" in message
+
+
+def test_zip_members_are_read_within_the_bound_even_when_the_directory_lies() -> None:
+    from quarry.retrieval.unzip import read_members
+
+    bomb = bytearray(docx_bomb(5_000_000))
+    # declare word/document.xml as 100 bytes in its local header and in the central directory
+    name = b"word/document.xml"
+    for signature, size_at in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        at = 0
+        while (at := bomb.find(signature, at)) >= 0:
+            name_at = at + (30 if signature == b"PK\x03\x04" else 46)
+            if bomb[name_at : name_at + len(name)] == name:
+                bomb[at + size_at : at + size_at + 4] = (100).to_bytes(4, "little")
+            at += 4
+    members_limit = 2 * 1024 * 1024  # the read stops at the declared size: CRC mismatch, not 5 MB read
+    with pytest.raises(CorruptDocumentError, match="bomb.docx: corrupt DOCX"):
+        read_members(bytes(bomb), "bomb.docx", members_limit, 100, kind="DOCX")
+
+
+def test_extracted_text_is_bounded_per_file() -> None:
+    small = IngestSettings(max_text_chars=10_000)
+    with pytest.raises(DocumentTooLargeError, match=r"notes.md: more than 10,000 characters .*max_text_chars"):
+        list(load_bytes(b"word " * 5_000, "notes.md", small))
+    # a DOCX under the zip ratio whose text is still too long stops while its paragraphs are read
+    with pytest.raises(DocumentTooLargeError, match="long.docx: more than 10,000 characters"):
+        list(load_bytes(docx_bytes("Long", [(f"Part {i}", "words " * 200) for i in range(20)]), "long.docx", small))
+    html = b"<html><body>" + b"<p>paragraph of text</p>" * 2_000 + b"</body></html>"
+    with pytest.raises(DocumentTooLargeError, match="page.html: more than 10,000"):
+        list(load_bytes(html, "page.html", small))
+    # JSON: each record is bounded on its own; the others still load
+    lines = [json.dumps({"id": "big", "text": "x" * 20_000}), json.dumps({"id": "ok", "text": "fine"})]
+    big, ok = list(load_bytes("\n".join(lines).encode(), "data.jsonl", small))
+    assert isinstance(big, DocumentTooLargeError) and "max_text_chars" in str(big)
+    assert isinstance(ok, SourceDocument) and ok.source == "data.jsonl#ok"
+
+
+def test_malformed_docx_xml_is_a_document_error() -> None:
+    with pytest.raises(CorruptDocumentError, match=r"broken.docx: corrupt or unreadable DOCX \(XMLSyntaxError"):
+        list(load_bytes(docx_with_broken_xml(), "broken.docx", S))
+
+
+def test_errors_name_the_source_not_the_file_on_disk(tmp_path: Path) -> None:
+    path = write(tmp_path / "0.png", b"\x89PNG\r\n")  # staged uploads are saved under our own names
+    with pytest.raises(UnsupportedTypeError) as info:
+        list(load_file(path, "docs/img/image01.png", S))
+    assert str(info.value).startswith("docs/img/image01.png: unsupported file type '.png'")
+
+
+@pytest.mark.parametrize(
+    ("markdown", "title"),
+    [
+        ("# Query Parameters { #query-parameters }\n\nText.", "Query Parameters"),
+        ("# Query Parameters {#query-parameters .unnumbered}\n\nText.", "Query Parameters"),
+        ("# Appendix {-}\n\nText.", "Appendix"),
+        ("## Closing hashes ## {: #closing }\n\nText.", "Closing hashes"),
+        ("# The `quarry ingest` command\n\nText.", "The quarry ingest command"),
+        (
+            "# [Tutorial](index.md): **first** *steps* and snake_case_names\n\nText.",
+            "Tutorial: first steps and snake_case_names",
+        ),
+        ("```bash\n# install it\npip install quarry\n```\n\n# Install\n\nText.", "Install"),
+        ("Setext Title\n============\n\nText.", "Setext Title"),
+    ],
+)
+def test_markdown_titles_are_readable(markdown: str, title: str) -> None:
+    assert _one(markdown.encode(), "page.md").title == title
+    assert text_document(markdown, "page.md", markdown=True).title == title
+
+
+def test_markdown_heading_attributes_leave_the_text() -> None:
+    doc = _one(b"# Appendix {-}\n\nText.\n\n## More { #more }\n\nAgain.", "page.md")
+    assert doc.text == "# Appendix\n\nText.\n\n## More\n\nAgain."
+
+
+@pytest.mark.parametrize(
+    ("html", "title"),
+    [
+        (
+            "<html><head><title>Query Parameters - FastAPI</title></head><body><h1>Other</h1></body></html>",
+            "Query Parameters - FastAPI",
+        ),
+        (
+            "<html><head><title> </title></head><body><h1 id='q'>Query Parameters"
+            "<a class='headerlink' href='#q' title='Permanent link'>\u00b6</a></h1><p>Text.</p></body></html>",
+            "Query Parameters",
+        ),
+        (
+            "<html><body><h2>Second level</h2><h1>Big <em>Title</em> { #big }</h1><p>Text.</p></body></html>",
+            "Big Title",
+        ),
+    ],
+)
+def test_html_titles_come_from_title_then_h1(html: str, title: str) -> None:
+    doc = _one(html.encode(), "page.html")
+    assert doc.title == title
+    assert "\u00b6" not in doc.text and "{ #" not in doc.text
+
+
+def test_iter_files_include_and_exclude(tmp_path: Path) -> None:
+    for rel in ("index.md", "guide/setup.md", "guide/img/shot.png", "css/site.css", "js/app.js", "drafts/x.md"):
+        write(tmp_path / "docs" / rel, "x")
+    found = lambda **kw: sorted(s for _, s in iter_files([tmp_path / "docs"], **kw))  # noqa: E731
+    assert found(include=["*.md"]) == ["docs/drafts/x.md", "docs/guide/setup.md", "docs/index.md"]
+    assert found(include=["*.md"], exclude=["drafts/"]) == ["docs/guide/setup.md", "docs/index.md"]
+    assert found(exclude=["*.png", "*.css", "*.js", "guide/*"]) == ["docs/drafts/x.md", "docs/index.md"]
+    assert found(include=["guide/*.md"]) == ["docs/guide/setup.md"]
+    assert [s for _, s in iter_files([tmp_path / "docs" / "index.md"], exclude=["*.md"])] == []
