@@ -75,15 +75,34 @@ class _RateColumn(ProgressColumn):
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders (recursive).")],
     collection: CollectionOpt,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--include",
+            help="Only files matching this glob (repeatable). Without '/' it matches file names ('*.md'), "
+            "with '/' paths inside the folder given ('guide/*.md', 'img/').",
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="Leave out files matching this glob (repeatable).")
+    ] = None,
+    skip_unsupported: Annotated[
+        bool,
+        typer.Option(
+            "--skip-unsupported", help="Skip files of unsupported types (images, CSS, ...) instead of failing them."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Ingest files and folders into a collection (created if missing)."""
     from quarry.retrieval.loaders import iter_files
 
     try:
-        total = sum(1 for _ in iter_files(list(paths)))
+        found = list(iter_files(list(paths), include or (), exclude or ()))
     except FileNotFoundError as exc:
         raise _fail(str(exc), 2) from None
+    total = len(found)
+    given = {source: str(path) for path, source in found}  # paths as the user gave them
     library = _library()
     progress = Progress(
         TextColumn("[bold]ingest[/]"),
@@ -104,6 +123,9 @@ def ingest(
                 collection,
                 list(paths),
                 on_progress=lambda p: progress.update(task, completed=p.items_done, chunks=p.chunks_done),
+                include=include or (),
+                exclude=exclude or (),
+                skip_unsupported=skip_unsupported,
             )
     except QuarryError as exc:
         raise _fail(str(exc)) from None
@@ -113,15 +135,36 @@ def ingest(
         rate = report.chunks / report.seconds if report.seconds else 0.0
         out.print(
             f"[green]{len(report.added)} added[/], {len(report.replaced)} replaced, "
-            f"{len(report.unchanged)} unchanged, [red]{len(report.failed)} failed[/]; "
+            f"{len(report.unchanged)} unchanged, {len(report.skipped)} skipped, [red]{len(report.failed)} failed[/]; "
             f"{report.chunks} chunks in {report.seconds:.1f}s ({rate:,.0f} chunks/s) "
             f"into collection [bold]{collection}[/]",
             highlight=False,
         )
+        if report.skipped:
+            kinds: dict[str, int] = {}
+            for skipped in report.skipped:
+                suffix = Path(skipped.source).suffix.lower() or "(no extension)"
+                kinds[suffix] = kinds.get(suffix, 0) + 1
+            listed = ", ".join(f"{k} ({n})" for k, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
+            err.print(f"skipped {len(report.skipped)} files of unsupported types: {listed}", highlight=False)
         for failure in report.failed:
-            err.print(Text("failed: ", style="red") + Text(failure.error), highlight=False)
+            err.print(
+                Text("failed: ", style="red") + Text(_as_given(failure.source, failure.error, given)), highlight=False
+            )
+        if any("unsupported file type" in f.error for f in report.failed):
+            err.print("hint: --skip-unsupported skips such files; --include/--exclude select files by glob")
     if report.failed:
         raise typer.Exit(1)
+
+
+def _as_given(source: str, error: str, given: dict[str, str]) -> str:
+    """An error about `source` naming the file as the user gave its path (`docs/img/a.png`
+    for `quarry ingest docs`, `../x/a.png` for `quarry ingest ../x/a.png`)."""
+    base, record = (source.split("#", 1) + [""])[:2]
+    path = given.get(base)
+    if path is None or not error.startswith(source):
+        return error
+    return path + (f"#{record}" if record else "") + error[len(source) :]
 
 
 @app.command()

@@ -110,6 +110,9 @@ class IngestReport(BaseModel):
     replaced: list[str] = Field(default_factory=list)
     unchanged: list[str] = Field(default_factory=list)
     failed: list[DocumentFailure] = Field(default_factory=list)
+    skipped: list[DocumentFailure] = Field(
+        default_factory=list, description="Files left out on purpose (unsupported types, when asked to skip them)."
+    )
     chunks: int = 0
     seconds: float = 0.0
 

@@ -19,7 +19,7 @@ from quarry.core.settings import IngestSettings
 from quarry.core.types import Chunk, DocumentFailure, DocumentStatus, IngestReport, SourceDocument
 from quarry.retrieval.chunking import Chunker
 from quarry.retrieval.embedder import SentenceEmbedder
-from quarry.retrieval.errors import DocumentError
+from quarry.retrieval.errors import DocumentError, UnsupportedTypeError
 from quarry.retrieval.indexes import CollectionIndex
 from quarry.retrieval.loaders import load_file, media_type_for
 from quarry.retrieval.storage import PreparedDocument, Store
@@ -56,12 +56,14 @@ class Ingestor:
         chunker: Chunker,
         settings: IngestSettings,
         track_status: bool = False,
+        skip_unsupported: bool = False,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.chunker = chunker
         self.settings = settings
         self.track_status = track_status  # write parsing/chunking/embedding states (API jobs)
+        self.skip_unsupported = skip_unsupported  # unsupported files are reported as skipped, not failed
 
     def run(
         self,
@@ -123,8 +125,14 @@ class Ingestor:
             yield item
             return
         try:
-            media_type = media_type_for(item.path.name)
+            media_type = media_type_for(item.source)
             loaded = list(load_file(item.path, item.source, self.settings))
+        except UnsupportedTypeError as exc:
+            if self.skip_unsupported:
+                report.skipped.append(DocumentFailure(source=item.source, error=str(exc)))
+            else:
+                self._fail(collection_id, item.source, _guess_media_type(item.source), str(exc), report)
+            return
         except DocumentError as exc:
             self._fail(collection_id, item.source, _guess_media_type(item.source), str(exc), report)
             return

@@ -104,10 +104,16 @@ class Library:
         paths: Sequence[Path],
         on_progress: ProgressCallback | None = None,
         create: bool = True,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        skip_unsupported: bool = False,
     ) -> IngestReport:
-        """Ingest files and folders (recursively) into a collection."""
-        items = [FileItem(path, source) for path, source in iter_files([Path(p) for p in paths])]
-        return self._ingest(name, items, on_progress, create)
+        """Ingest files and folders (recursively) into a collection; `include`/`exclude` globs
+        select files (see `loaders.matches_globs`), and with `skip_unsupported` files of
+        unsupported types are reported as skipped rather than failed."""
+        found = iter_files([Path(p) for p in paths], include, exclude)
+        items = [FileItem(path, source) for path, source in found]
+        return self._ingest(name, items, on_progress, create, skip_unsupported=skip_unsupported)
 
     def ingest_files(
         self,
@@ -115,10 +121,11 @@ class Library:
         files: Sequence[tuple[Path, str]],
         on_progress: ProgressCallback | None = None,
         create: bool = True,
+        skip_unsupported: bool = False,
     ) -> IngestReport:
         """Ingest files under given source names (uploads staged under other names)."""
         items = [FileItem(Path(p), source) for p, source in files]
-        return self._ingest(name, items, on_progress, create, track=True)
+        return self._ingest(name, items, on_progress, create, track=True, skip_unsupported=skip_unsupported)
 
     def ingest_documents(
         self,
@@ -138,6 +145,7 @@ class Library:
         on_progress: ProgressCallback | None,
         create: bool,
         track: bool = False,
+        skip_unsupported: bool = False,
     ) -> IngestReport:
         try:
             row = self.collection(name)
@@ -156,7 +164,14 @@ class Library:
                 raise CollectionNotFoundError(f"collection {name!r} was deleted before this ingest could start")
             index.refresh()
             self._sync(index, row.id, locked=True)
-            ingestor = Ingestor(self.store, self.embedder, self.chunker, self.settings.ingest, track_status=track)
+            ingestor = Ingestor(
+                self.store,
+                self.embedder,
+                self.chunker,
+                self.settings.ingest,
+                track_status=track,
+                skip_unsupported=skip_unsupported,
+            )
             return ingestor.run(row.name, row.id, index, items, on_progress)
 
     def delete_document(self, name: str, key: str | int) -> DocumentInfo:

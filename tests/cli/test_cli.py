@@ -146,3 +146,45 @@ def test_ask_and_research(workdir: Path) -> None:
     assert code == 2 and "either a question" in err
     code, _, err = run("ask", "anything", "-c", "nowhere")
     assert code == 1 and "no collection named" in err
+
+
+def _docs_folder(root: Path) -> None:
+    """A docs folder as people have it: markdown beside images, CSS and JS."""
+    write(root / "docs" / "index.md", "# Home { #home }\n\nQuarry answers questions over documents.")
+    write(root / "docs" / "guide" / "setup.md", "# Setup\n\nInstall it with pip install quarry.")
+    write(root / "docs" / "img" / "image01.png", b"\x89PNG\r\n\x1a\n" + bytes(64))
+    write(root / "docs" / "css" / "site.css", "body { color: black; }")
+    write(root / "docs" / "js" / "app.js", "console.log('hi');")
+
+
+def test_ingest_a_docs_folder_with_images_css_and_js(workdir: Path) -> None:
+    _docs_folder(workdir)
+    # as before: each unsupported file fails, named by its path as given, with a hint
+    code, out, err = run("ingest", "docs", "-c", "plain")
+    assert code == 1 and "2 added" in out and "3 failed" in out
+    assert "failed: docs/img/image01.png: unsupported file type '.png'" in err
+    assert "--skip-unsupported" in err
+    # the same path shows relative to what was given, for a file named directly too
+    code, _, err = run("ingest", "docs/img/image01.png", "-c", "plain")
+    assert code == 1 and "failed: docs/img/image01.png: unsupported" in err
+
+    code, out, err = run("ingest", "docs", "-c", "skip", "--skip-unsupported")
+    assert code == 0, err
+    assert "2 added" in out and "3 skipped" in out and "0 failed" in out
+    assert "skipped 3 files of unsupported types" in err and ".png (1)" in err
+    code, out, _ = run("ingest", "docs", "-c", "skip", "--skip-unsupported", "--json")
+    report = json.loads(out)
+    assert report["unchanged"] == ["docs/index.md", "docs/guide/setup.md"]
+    assert sorted(s["source"] for s in report["skipped"]) == [
+        "docs/css/site.css",
+        "docs/img/image01.png",
+        "docs/js/app.js",
+    ]
+    code, out, _ = run("documents", "-c", "skip", "--json")
+    docs = {d["source"]: d for d in json.loads(out)}
+    assert set(docs) == {"docs/index.md", "docs/guide/setup.md"}  # skipped files leave no failed rows
+    assert docs["docs/index.md"]["title"] == "Home"
+
+    code, out, err = run("ingest", "docs", "-c", "globs", "--include", "*.md", "--exclude", "guide/", "--json")
+    assert code == 0, err
+    assert json.loads(out)["added"] == ["docs/index.md"]
