@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from prometheus_client import Counter, Histogram
 
-from quarry.api import errors
+from quarry.api import docs, errors
 from quarry.api.routers import admin, ask, collections, evals, jobs, research
 from quarry.api.services import Services
 from quarry.core.settings import Settings, get_settings
@@ -41,8 +41,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         version="0.1.0",
         description="Cited answers over large document collections. Authenticate with `Authorization: Bearer <key>`.",
         lifespan=lifespan,
+        docs_url=None,  # served from the app's own assets below, not a CDN
+        redoc_url=None,
     )
     errors.install(app)
+    docs.mount(app)
     for router in (collections.router, ask.router, research.router, evals.router, jobs.router, admin.router):
         app.include_router(router)
 
@@ -50,6 +53,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
         route = getattr(request.scope.get("route"), "path", "unmatched")
         REQUESTS.labels(request.method, route, str(response.status_code)).inc()
         LATENCY.labels(request.method, route).observe(time.perf_counter() - started)

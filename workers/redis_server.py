@@ -3,13 +3,16 @@ the data directory when no Redis URL is configured, so one machine needs no set-
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
 from quarry.core.errors import ConfigurationError
+from quarry.workers.process import DirectoryLock, child_setup
 
 
 def _free_port() -> int:
@@ -30,20 +33,29 @@ def redis_binary() -> str:
 
 
 class EmbeddedRedis:
-    """A redis-server process on 127.0.0.1 with append-only persistence under `directory`."""
+    """A redis-server process on 127.0.0.1 with append-only persistence under `directory`
+    (private to its owner). It gets SIGTERM when the process that started it dies, and a
+    lock file (`redis.pid`, held by the server itself) stops a second server on the same
+    directory while the first lives."""
 
     def __init__(self, directory: Path, port: int | None = None) -> None:
         self.directory = directory
         self.port = port or _free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.lock = DirectoryLock(directory / "redis.pid", "a redis-server")
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 15.0) -> EmbeddedRedis:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 - owned by the child process
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.directory, 0o700)
+        self.lock.acquire()
+        if self.process is not None and self.process.poll() is None:
+            raise ConfigurationError(f"redis-server already runs on {self.url}")
+        fd = os.open(self.directory / "redis.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log = os.fdopen(fd, "ab")
         self.process = subprocess.Popen(
             [
                 redis_binary(),
@@ -64,7 +76,12 @@ class EmbeddedRedis:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            pass_fds=(self.lock.fd,) if self.lock.fd is not None else (),  # the server holds the lock too
+            start_new_session=True,  # Ctrl-C in a terminal reaches the parent, which stops it in order
+            preexec_fn=child_setup(signal.SIGTERM, os.getpid()),  # noqa: PLW1509 - only async-signal-safe calls
         )
+        log.close()
+        self.lock.record(self.process.pid)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -92,6 +109,11 @@ class EmbeddedRedis:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+        self.lock.release()
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, Header, HTTPException, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
 from quarry.api.deps import AdminDep, PrincipalDep, ServicesDep
 from quarry.api.keys import KeyInfo
@@ -48,43 +47,18 @@ def revoke_key(key_id: str, services: ServicesDep, _admin: AdminDep) -> Response
 
 
 @router.get("/v1/health", response_model=Health)
-async def health(services: ServicesDep, response: Response) -> Health:
+async def health(
+    services: ServicesDep,
+    response: Response,
+    authorization: Annotated[str | None, Header(description="With the admin key, `details` gives the reasons.")] = None,
+) -> Health:
     """Database, Redis and workers reachable (no key needed)."""
-    details: dict[str, str] = {}
+    from quarry.api.health import check
 
-    def db() -> bool:
-        try:
-            with services.library.store.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            return True
-        except Exception as exc:  # reported in the body, not raised
-            details["database"] = str(exc)[:200]
-            return False
-
-    def broker() -> tuple[bool, int]:
-        if services.celery is None:
-            details["redis"] = "no broker configured"
-            return False, 0
-        try:
-            with services.celery.connection_for_write() as conn:
-                conn.ensure_connection(max_retries=1, timeout=2)
-        except Exception as exc:
-            details["redis"] = str(exc)[:200]
-            return False, 0
-        try:
-            replies = services.celery.control.ping(timeout=0.5) or []
-        except Exception as exc:
-            details["workers"] = str(exc)[:200]
-            replies = []
-        return True, len(replies)
-
-    database, (redis_ok, workers) = await asyncio.gather(asyncio.to_thread(db), asyncio.to_thread(broker))
-    ok = database and redis_ok and workers > 0
-    if not ok:
+    result = await check(services, authorization)
+    if result.status != "ok":
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return Health(
-        status="ok" if ok else "degraded", database=database, redis=redis_ok, workers=workers, details=details
-    )
+    return result
 
 
 @router.get("/metrics", include_in_schema=False)
