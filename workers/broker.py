@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import redis
 
@@ -54,15 +55,16 @@ def pending_job_ids(url: str, queues: Iterable[str], fresh_s: float, timeout_s: 
     client = _client(url, timeout_s)
     found: set[str] = set()
     try:
+        messages: list[Any] = []
         for queue in queues:
             for key in (queue, *(f"{queue}{PRIORITY_SEP}{p}" for p in PRIORITY_STEPS)):
-                for raw in client.lrange(key, 0, -1):
-                    found.update(m.decode() for m in _UUID.findall(raw))
-        recent = client.zrangebyscore(UNACKED_INDEX, time.time() - fresh_s, "+inf")
+                messages.extend(client.lrange(key, 0, -1))
+        recent: list[Any] = client.zrangebyscore(UNACKED_INDEX, time.time() - fresh_s, "+inf")
         if recent:
-            for raw in client.hmget(UNACKED, recent):
-                if raw:
-                    found.update(m.decode() for m in _UUID.findall(raw))
+            messages.extend(client.hmget(UNACKED, recent))
+        for raw in messages:
+            if raw:
+                found.update(m.decode() for m in _UUID.findall(bytes(raw)))
     except redis.RedisError as exc:
         raise BrokerUnavailableError(f"the broker does not answer: {exc}") from exc
     finally:
