@@ -27,6 +27,7 @@ class Services:
     keys: KeyStore
     celery: Any  # celery.Celery, or None when no broker is configured
     model: ChatModel | None = None
+    workers_seen: tuple[float, int] | None = None  # (monotonic time, count) at the last answered health ping
     _ask_slots: asyncio.Semaphore | None = field(default=None, repr=False)
     _memory_engine: Any = field(default=None, repr=False)
     _memory_engine_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

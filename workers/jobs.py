@@ -333,6 +333,21 @@ class JobStore:
             )
             return bool(res.rowcount)  # type: ignore[attr-defined]
 
+    def fail_spent(self, job_id: str, max_attempts: int, error: str) -> bool:
+        """Fail a queued job that has no delivery left (a worker just refused to claim it)."""
+        with self._sessions.begin() as s:
+            res = s.execute(
+                update(JobRow)
+                .where(
+                    JobRow.id == job_id,
+                    JobRow.status == JobStatus.QUEUED.value,
+                    JobRow.attempts >= max_attempts,
+                    JobRow.cancel_requested.is_(False),
+                )
+                .values(status=JobStatus.FAILED.value, error=error, updated_at=_now(), heartbeat_at=_now())
+            )
+            return bool(res.rowcount)  # type: ignore[attr-defined]
+
     def resend(self, job_id: str, lease_s: float) -> bool:
         """Count one more delivery of a queued job whose broker message was lost (it is sent
         again next), so that a job no worker ever takes fails after `job_max_attempts`."""

@@ -122,6 +122,9 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         jobs = runtime.jobs
         claim = jobs.claim(job_id, runtime.name, lease, attempts)
         if claim is None:
+            spent = f"no worker completed it in {attempts} deliveries (workers or the broker stopped)"
+            if jobs.fail_spent(job_id, attempts, spent):
+                return "failed: no delivery left"
             return "skipped: the job is finished, cancelled or held by a live worker"
 
         def beat(**progress: Any) -> None:
