@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request, status
+from fastapi import Depends, Header, HTTPException, Path, Request, status
 
 from quarry.api.keys import Principal
+from quarry.api.schemas import MIN_QUESTION_CHARS, NAME_PATTERN, NAME_RULE
 from quarry.api.services import Services
+from quarry.workers.jobs import JobInfo, JobNotFoundError
 
 
 def get_services(request: Request) -> Services:
@@ -21,7 +23,9 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 def get_principal(
     services: ServicesDep,
     authorization: Annotated[str | None, Header()] = None,
-    x_quarry_tenant: Annotated[str | None, Header(description="Admin only: act as this tenant.")] = None,
+    x_quarry_tenant: Annotated[
+        str | None, Header(description=f"Admin only: act as this tenant ({NAME_RULE}).", pattern=NAME_PATTERN)
+    ] = None,
 ) -> Principal:
     if not authorization or not authorization.lower().startswith("bearer "):
         raise HTTPException(
@@ -62,7 +66,39 @@ def require_admin(principal: PrincipalDep) -> Principal:
 AdminDep = Annotated[Principal, Depends(require_admin)]
 
 
+CollectionName = Annotated[str, Path(description=f"A collection name: {NAME_RULE}.", pattern=NAME_PATTERN)]
+
+
 def check_scope(principal: Principal, collection: str) -> None:
     """A collection outside the key's scope does not exist for it."""
     if not principal.may_see(collection):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no collection named {collection!r}")
+
+
+def visible_job(services: Services, principal: Principal, job_id: str, kind: str | None = None) -> JobInfo:
+    """A job of the key's tenant on a collection in the key's scope (of `kind`, if given);
+    any other job answers 404 exactly as one that does not exist."""
+    try:
+        job = services.jobs.get(job_id, principal.tenant)
+    except JobNotFoundError:
+        job = None
+    if job is None or not principal.may_see(job.collection):
+        raise JobNotFoundError(f"no job {job_id!r}")
+    if kind is not None and job.kind != kind:
+        raise JobNotFoundError(f"no {kind} job {job_id!r}")
+    return job
+
+
+def check_question(question: str, max_chars: int) -> str:
+    """A question the agent can plan (422 with the limits otherwise), stripped."""
+    text = question.strip()
+    if len(text) < MIN_QUESTION_CHARS:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"the question has {len(text)} character(s) besides spaces; a question needs at least "
+            f"{MIN_QUESTION_CHARS} (and at most {max_chars})",
+        )
+    if len(question) > max_chars:
+        message = f"the question has {len(question)} characters; the limit is {max_chars}"
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, message)
+    return text

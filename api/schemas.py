@@ -2,14 +2,59 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from quarry.api.keys import Right
 from quarry.core.settings import MAX_QUERY_CHARS
 from quarry.core.types import Citation, Evidence, Hit, PlanNode
+
+# Tenant and collection names, everywhere (the X-Quarry-Tenant header, keys, paths, bodies);
+# the same rule as retrieval's collection names.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+NAME_RULE = "1-64 letters, digits, '_', '-' or '.', starting with a letter or digit"
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=NAME_PATTERN, description=NAME_RULE)]
+MIN_QUESTION_CHARS = 3  # what the planner accepts as a question (PlanNode.question)
+
+
+def _aware(value: datetime) -> datetime:
+    """Stored timestamps are UTC; SQLite returns them without a zone, so one is added."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+Timestamp = Annotated[datetime, AfterValidator(_aware)]
+
+
+class ErrorOut(BaseModel):
+    """The body of every 4xx and 5xx answer."""
+
+    detail: str | list[dict[str, Any]] | dict[str, Any] = Field(
+        description="What went wrong: a message; a list of field errors (request validation); or, for a "
+        "rejected upload, a message with one error per file."
+    )
+    error: str | None = Field(None, description="The error's type, when a Quarry error caused it.")
+
+
+ERROR_TEXT = {
+    400: "Bad request",
+    401: "Missing, invalid or revoked API key",
+    403: "The key may not do this (read-only, not admin, or outside its collections)",
+    404: "Not found, or outside the key's tenant or collections",
+    409: "Conflict with the current state",
+    413: "Too large",
+    415: "Unsupported file type",
+    422: "Invalid input (request validation, or content that cannot be processed)",
+    429: "Too many jobs queued; retry after the Retry-After header's seconds",
+    502: "The language model failed",
+    503: "Not configured or unavailable",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, each with the ErrorOut body."""
+    return {code: {"model": ErrorOut, "description": ERROR_TEXT.get(code, "Error")} for code in codes}
 
 
 class _In(BaseModel):
@@ -17,12 +62,12 @@ class _In(BaseModel):
 
 
 class CollectionCreate(_In):
-    name: str = Field(min_length=1, max_length=64, examples=["papers"])
+    name: Name = Field(examples=["papers"])
 
 
 class CollectionOut(BaseModel):
     name: str
-    created_at: datetime
+    created_at: Timestamp
     document_count: int
     chunk_count: int
     index_kind: str
@@ -57,7 +102,11 @@ class SearchResponse(BaseModel):
 
 
 class AskRequest(_In):
-    question: str = Field(min_length=1)
+    question: str = Field(
+        min_length=1,
+        description=f"{MIN_QUESTION_CHARS} to search.max_query_chars (at most {MAX_QUERY_CHARS}) characters; "
+        "outside them, 422 with the limit.",
+    )
 
 
 class AnswerOut(BaseModel):
@@ -79,8 +128,10 @@ class AnswerOut(BaseModel):
 
 
 class ResearchCreate(_In):
-    collection: str = Field(min_length=1, max_length=64)
-    questions: list[Annotated[str, Field(max_length=MAX_QUERY_CHARS)]] | None = Field(None, min_length=1, max_length=50)
+    collection: Name
+    questions: list[Annotated[str, Field(max_length=MAX_QUERY_CHARS)]] | None = Field(
+        None, min_length=1, max_length=50, description=f"Each of {MIN_QUESTION_CHARS} characters or more."
+    )
     topic: str | None = Field(None, min_length=1, max_length=1000)
     sections: int = Field(5, ge=1, le=12, description="Sections planned for a topic.")
 
@@ -96,17 +147,29 @@ class JobOut(BaseModel):
     progress: float
     error: str | None
     attempts: int
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
     result: dict[str, Any] | None = None
     partial: dict[str, Any] | None = Field(None, description="Research: the report so far.")
 
 
 class KeyCreate(_In):
     name: str = Field(min_length=1, max_length=128)
-    tenant: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    collections: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    tenant: Name
+    collections: list[Annotated[str, Field(pattern=r"^(\*|[A-Za-z0-9][A-Za-z0-9_.-]{0,63})$")]] = Field(
+        default_factory=lambda: ["*"], min_length=1, description=f"`*` (every collection) or names: {NAME_RULE}."
+    )
     rights: Right = Right.READ
+
+
+class KeyOut(BaseModel):
+    id: str
+    name: str
+    tenant: str
+    collections: list[str]
+    rights: Right
+    revoked: bool
+    created_at: Timestamp
 
 
 class KeyCreated(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import cast
@@ -12,16 +13,19 @@ from fastapi import APIRouter
 from sse_starlette import EventSourceResponse
 
 from quarry.agents.events import ErrorEvent, Event
-from quarry.api.deps import PrincipalDep, ServicesDep, check_scope
+from quarry.api.deps import CollectionName, PrincipalDep, ServicesDep, check_question, check_scope
 from quarry.api.errors import status_for
-from quarry.api.schemas import AnswerOut, AskRequest, SearchRequest, SearchResponse
+from quarry.api.schemas import AnswerOut, AskRequest, SearchRequest, SearchResponse, error_responses
 from quarry.core.errors import QuarryError
 
-router = APIRouter(prefix="/v1/collections", tags=["search"])
+log = logging.getLogger("quarry.api")
+router = APIRouter(prefix="/v1/collections", tags=["search"], responses=error_responses(401, 404, 422, 503))
 
 
 @router.post("/{name}/search", response_model=SearchResponse)
-async def search(name: str, body: SearchRequest, services: ServicesDep, principal: PrincipalDep) -> SearchResponse:
+async def search(
+    name: CollectionName, body: SearchRequest, services: ServicesDep, principal: PrincipalDep
+) -> SearchResponse:
     check_scope(principal, name)
     library = services.library.for_tenant(principal.tenant)
     hits = await asyncio.to_thread(
@@ -30,38 +34,48 @@ async def search(name: str, body: SearchRequest, services: ServicesDep, principa
     return SearchResponse(query=body.query, hits=hits)
 
 
-@router.post("/{name}/ask", response_model=AnswerOut)
-async def ask(name: str, body: AskRequest, services: ServicesDep, principal: PrincipalDep) -> AnswerOut:
+@router.post("/{name}/ask", response_model=AnswerOut, responses=error_responses(502))
+async def ask(name: CollectionName, body: AskRequest, services: ServicesDep, principal: PrincipalDep) -> AnswerOut:
     check_scope(principal, name)
+    question = check_question(body.question, services.settings.search.max_query_chars)
     async with services.ask_slots:
-        answer = await services.agent(principal.tenant).ask(name, body.question)
+        answer = await services.agent(principal.tenant).ask(name, question)
     return AnswerOut.model_validate(answer.model_dump())
 
 
-@router.post("/{name}/ask/stream")
+@router.post(
+    "/{name}/ask/stream",
+    response_class=EventSourceResponse,
+    responses={200: {"description": "Server-sent events.", "content": {"text/event-stream": {}}}},
+)
 async def ask_stream(
-    name: str, body: AskRequest, services: ServicesDep, principal: PrincipalDep
+    name: CollectionName, body: AskRequest, services: ServicesDep, principal: PrincipalDep
 ) -> EventSourceResponse:
     """Server-sent events: `plan`, `node_started`, `node_evidence`, `node_answer`, `token`,
     `citations`, then `done` (or `error`). Each event's data is one JSON object; a comment
     line (`: ping`) every `service.sse_ping_s` keeps the stream open while the planner
     thinks. A client that goes away stops the run."""
     check_scope(principal, name)
+    question = check_question(body.question, services.settings.search.max_query_chars)
     agent = services.agent(principal.tenant)
     # fail before streaming when the collection or question is bad: a plain HTTP error
     agent.library.collection(name)
-    agent.library.retriever.validate(body.question)
+    agent.library.retriever.validate(question)
 
     async def events() -> AsyncIterator[dict[str, str]]:
         # on a disconnect EventSourceResponse cancels this generator; closing the run's
         # stream then cancels the run itself
         try:
-            run = cast(AsyncGenerator[Event, None], agent.stream(name, body.question))  # an async generator
+            run = cast(AsyncGenerator[Event, None], agent.stream(name, question))  # an async generator
             async with services.ask_slots, aclosing(run):
                 async for event in run:
                     yield {"event": event.type, "data": event.model_dump_json()}
         except QuarryError as exc:
             error = {**ErrorEvent(message=str(exc)).model_dump(), "status": status_for(exc)}
+            yield {"event": "error", "data": json.dumps(error)}
+        except Exception as exc:  # the status line is sent: the client must still learn the run failed
+            log.exception("answer stream failed")
+            error = {**ErrorEvent(message=f"internal error: {type(exc).__name__}").model_dump(), "status": 500}
             yield {"event": "error", "data": json.dumps(error)}
 
     # "\n" line ends (the response's `sep` applies to dicts): the framing clients already read

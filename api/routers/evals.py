@@ -8,11 +8,11 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
 
-from quarry.api.deps import AdminDep, ServicesDep
+from quarry.api.deps import AdminDep, ServicesDep, visible_job
 from quarry.api.routers.jobs import job_out
-from quarry.api.schemas import JobOut, _In
+from quarry.api.schemas import JobOut, _In, error_responses
 
-router = APIRouter(prefix="/v1/evals", tags=["evals"])
+router = APIRouter(prefix="/v1/evals", tags=["evals"], responses=error_responses(401, 403, 422))
 
 
 class EvalCreate(_In):
@@ -25,7 +25,7 @@ class EvalCreate(_In):
     ks: list[int] | None = None
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut, responses=error_responses(429, 503))
 def create(body: EvalCreate, services: ServicesDep, principal: AdminDep) -> JobOut:
     from pydantic import ValidationError
 
@@ -44,9 +44,6 @@ def create(body: EvalCreate, services: ServicesDep, principal: AdminDep) -> JobO
     return job_out(job)
 
 
-@router.get("/{job_id}", response_model=JobOut)
+@router.get("/{job_id}", response_model=JobOut, responses=error_responses(404))
 def get(job_id: str, services: ServicesDep, principal: AdminDep) -> JobOut:
-    job = services.jobs.get(job_id, principal.tenant)
-    if job.kind != "eval":
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no eval job {job_id!r}")
-    return job_out(job)
+    return job_out(visible_job(services, principal, job_id, "eval"))

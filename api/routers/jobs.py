@@ -1,16 +1,18 @@
-"""Job status (ingestion and research)."""
+"""Job status (ingestion and research), within the key's tenant and collections."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
-from quarry.api.deps import PrincipalDep, ServicesDep
-from quarry.api.schemas import JobOut
+from quarry.api.deps import PrincipalDep, ServicesDep, visible_job
+from quarry.api.schemas import JobOut, error_responses
 from quarry.workers.jobs import JobInfo
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=error_responses(401, 422))
+
+LIST_LIMIT = 100  # newest jobs listed
 
 
 def label(job: JobInfo) -> str:
@@ -47,13 +49,18 @@ def job_out(job: JobInfo, partial: dict[str, Any] | None = None, with_result: bo
     )
 
 
-@router.get("/{job_id}", response_model=JobOut)
+@router.get("/{job_id}", response_model=JobOut, responses=error_responses(404))
 def get_job(job_id: str, services: ServicesDep, principal: PrincipalDep) -> JobOut:
-    return job_out(services.jobs.get(job_id, principal.tenant))
+    return job_out(visible_job(services, principal, job_id))
 
 
 @router.get("", response_model=list[JobOut])
 def list_jobs(
-    services: ServicesDep, principal: PrincipalDep, kind: Annotated[str | None, Query()] = None
+    services: ServicesDep,
+    principal: PrincipalDep,
+    kind: Annotated[Literal["ingest", "research", "eval"] | None, Query()] = None,
 ) -> list[JobOut]:
-    return [job_out(j, with_result=False) for j in services.jobs.list_for(principal.tenant, kind)]
+    """The newest jobs on the collections the key may see."""
+    scoped = not principal.admin and "*" not in principal.collections
+    jobs = services.jobs.list_for(principal.tenant, kind, limit=LIST_LIMIT * 10 if scoped else LIST_LIMIT)
+    return [job_out(j, with_result=False) for j in jobs if principal.may_see(j.collection)][:LIST_LIMIT]

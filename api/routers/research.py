@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import PlainTextResponse, Response
 
 from quarry.agents.research import assemble
-from quarry.api.deps import PrincipalDep, ServicesDep, check_scope
+from quarry.api.deps import PrincipalDep, ServicesDep, check_question, check_scope, visible_job
 from quarry.api.routers.jobs import job_out
-from quarry.api.schemas import JobOut, ResearchCreate
+from quarry.api.schemas import JobOut, ResearchCreate, error_responses
 from quarry.core.types import Answer
 from quarry.workers.jobs import JobInfo, JobStatus
 
-router = APIRouter(prefix="/v1/research", tags=["research"])
-
-
-def _job(services: Any, job_id: str, tenant: str) -> JobInfo:
-    job: JobInfo = services.jobs.get(job_id, tenant)
-    if job.kind != "research":
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no research job {job_id!r}")
-    return job
+router = APIRouter(prefix="/v1/research", tags=["research"], responses=error_responses(401, 422))
 
 
 def _partial(job: JobInfo) -> dict[str, Any]:
@@ -34,13 +27,18 @@ def _partial(job: JobInfo) -> dict[str, Any]:
     }
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut, responses=error_responses(404, 429, 503))
 def create(body: ResearchCreate, services: ServicesDep, principal: PrincipalDep) -> JobOut:
     if not body.questions and not body.topic:
         raise HTTPException(422, "give a topic or a list of questions")
     check_scope(principal, body.collection)
+    limit = services.settings.search.max_query_chars
+    questions = [check_question(q, limit) for q in body.questions or [] if q.strip()]
+    if body.questions and not questions:
+        raise HTTPException(422, "every question is empty")
+    if body.topic is not None and not body.topic.strip():
+        raise HTTPException(422, "the topic is empty")
     services.library.for_tenant(principal.tenant).collection(body.collection)  # 404 before queuing
-    questions = [q.strip() for q in body.questions or [] if q.strip()]
     params = {"questions": questions, "topic": body.topic, "sections": body.sections}
     services.check_queue()  # 503/429 before anything is stored
     job = services.jobs.create("research", principal.tenant, body.collection, params, len(questions))
@@ -48,20 +46,30 @@ def create(body: ResearchCreate, services: ServicesDep, principal: PrincipalDep)
     return job_out(job)
 
 
-@router.get("/{job_id}", response_model=JobOut)
+@router.get("/{job_id}", response_model=JobOut, responses=error_responses(404))
 def get(job_id: str, services: ServicesDep, principal: PrincipalDep) -> JobOut:
-    job = _job(services, job_id, principal.tenant)
+    job = visible_job(services, principal, job_id, "research")
     return job_out(job, partial=_partial(job), with_result=False)
 
 
-@router.get("/{job_id}/result", response_model=None)
+@router.get(
+    "/{job_id}/result",
+    response_model=None,
+    responses={
+        **error_responses(404, 409),
+        200: {
+            "description": "The report: JSON (sections, references, markdown) or markdown.",
+            "content": {"application/json": {}, "text/markdown": {"schema": {"type": "string"}}},
+        },
+    },
+)
 def result(
     job_id: str,
     services: ServicesDep,
     principal: PrincipalDep,
-    format: Annotated[str, Query(pattern="^(json|markdown)$")] = "json",
+    format: Annotated[Literal["json", "markdown"], Query()] = "json",
 ) -> Response | dict[str, Any]:
-    job = _job(services, job_id, principal.tenant)
+    job = visible_job(services, principal, job_id, "research")
     if job.status is not JobStatus.SUCCEEDED or not job.result:
         raise HTTPException(status.HTTP_409_CONFLICT, f"the job is {job.status.value}; no report yet")
     if format == "markdown":
@@ -70,9 +78,7 @@ def result(
     return {**report, "markdown": job.result["markdown"]}
 
 
-@router.post("/{job_id}/cancel", response_model=JobOut)
+@router.post("/{job_id}/cancel", response_model=JobOut, responses=error_responses(404))
 def cancel(job_id: str, services: ServicesDep, principal: PrincipalDep) -> JobOut:
-    _job(services, job_id, principal.tenant)
-    if principal.collections != ["*"] and not principal.admin:
-        check_scope(principal, services.jobs.get(job_id, principal.tenant).collection)
+    visible_job(services, principal, job_id, "research")
     return job_out(services.jobs.request_cancel(job_id, principal.tenant))

@@ -55,7 +55,7 @@ def test_auth_is_required(live: Live) -> None:
 def test_collections_and_documents(live: Live, kb: str) -> None:
     with live.client() as c:
         assert c.post("/v1/collections", json={"name": "kb"}).status_code == 409
-        assert c.post("/v1/collections", json={"name": "../x"}).status_code == 400
+        assert c.post("/v1/collections", json={"name": "../x"}).status_code == 422
         assert c.post("/v1/collections", json={"nme": "x"}).status_code == 422
         info = c.get("/v1/collections/kb").json()
         assert info["document_count"] == 4 and info["chunk_count"] >= 4 and info["index_kind"] == "flat"
@@ -73,7 +73,7 @@ def test_search_ask_and_stream(live: Live, kb: str) -> None:
     with live.client() as c:
         hits = c.post("/v1/collections/kb/search", json={"query": "largest animal", "k": 2}).json()["hits"]
         assert hits[0]["document"] == "whales.md" and hits[0]["score_kind"] == "fused"
-        assert c.post("/v1/collections/kb/search", json={"query": "  "}).status_code == 400
+        assert c.post("/v1/collections/kb/search", json={"query": "  "}).status_code == 422
         assert c.post("/v1/collections/kb/search", json={"query": "x", "k": 0}).status_code == 422
         answer = c.post("/v1/collections/kb/ask", json={"question": "What is green tea made from?"}).json()
         assert answer["extractive"] and answer["citations"][0]["document"] == "tea.txt"
@@ -89,7 +89,7 @@ def test_search_ask_and_stream(live: Live, kb: str) -> None:
         assert {"node_started", "node_evidence", "node_answer", "token", "citations"} <= set(kinds)
         assert events[-1]["answer"]["citations"][0]["document"] == "report.pdf"
         assert c.post("/v1/collections/nope/ask/stream", json={"question": "x?"}).status_code == 404
-        # a long question (a pasted paragraph) is answered; one past search.max_query_chars gets a clear 400
+        # a long question (a pasted paragraph) is answered; one past search.max_query_chars gets a clear 422
         long = "Considering everything in these notes about animals and drinks, " * 15 + "what is green tea made from?"
         assert 900 < len(long) < 4000
         answer = c.post("/v1/collections/kb/ask", json={"question": long})
@@ -97,7 +97,7 @@ def test_search_ask_and_stream(live: Live, kb: str) -> None:
         with c.stream("POST", "/v1/collections/kb/ask/stream", json={"question": long}) as r:
             assert r.status_code == 200 and "event: done" in list(r.iter_lines())
         too_long = c.post("/v1/collections/kb/ask/stream", json={"question": "why? " * 1000})
-        assert too_long.status_code == 400 and "the limit is 4000" in too_long.json()["detail"]
+        assert too_long.status_code == 422 and "the limit is 4000" in too_long.json()["detail"]
 
 
 @pytest.mark.parametrize(
