@@ -68,6 +68,12 @@ def serve(
     from quarry.workers.redis_server import EmbeddedRedis
     from quarry.workers.supervisor import Supervisor
 
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the model loads from site-packages: no bar to watch
+    hf_logging.set_verbosity_error()
     data = settings.storage.data_dir
     make_private(data)
     logs = data / "logs"
