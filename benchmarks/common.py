@@ -155,6 +155,9 @@ class ReplayEmbedder:
         self.token_ids = real.token_ids
 
     def encode(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in self.vectors]
+        if missing:  # texts not computed before (ingest's answer-candidate sentences): the real model
+            self.vectors.update(zip(missing, self.real.encode(missing), strict=True))
         return np.stack([self.vectors[t] for t in texts]).astype(np.float32)
 
 

@@ -4,6 +4,7 @@ IngestionPipeline (SentenceSplitter + HuggingFaceEmbedding) on the same document
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,27 @@ def run_raw(model: Any, texts: list[str], batch_size: int) -> tuple[float, np.nd
     return watch.seconds, vectors
 
 
+def other_backend(backend: str, settings: Any, args: Any) -> Any:
+    """Quarry's embedder on another backend, exported and warmed up (outside any timing)."""
+    import tempfile
+
+    from quarry.retrieval.embedder import SentenceEmbedder
+
+    cache = Path(tempfile.mkdtemp(prefix="quarry-bench-onnx-"))
+    embedder = SentenceEmbedder(settings.embedding.model_copy(update={"backend": backend}), cache)
+    with Stopwatch() as watch:
+        embedder.encode(["warm-up"])
+    say(f"{backend}: exported and loaded in {watch.seconds:.1f}s")
+    return embedder
+
+
+def timed_encode(embedder: Any, texts: list[str], batch_size: int) -> float:
+    """Seconds of the embedder's own encode (tokenising included, as in raw-encode)."""
+    with Stopwatch() as watch:
+        embedder.encode(texts, batch_size=batch_size)
+    return watch.seconds
+
+
 def run_quarry(embedder: Any, docs: list[Any]) -> tuple[int, float]:
     """Full `Library.ingest_documents` into a fresh data dir (model already loaded)."""
     from quarry.core.settings import Settings
@@ -92,6 +114,12 @@ def main() -> None:
     parser.add_argument("--max-chunks", type=int, default=1000, help="Stop adding documents past this many chunks.")
     parser.add_argument("--repeats", type=int, default=2, help="Runs of each system; the fastest counts.")
     parser.add_argument("--no-llamaindex", action="store_true", help="Skip the llama-index pipeline.")
+    parser.add_argument(
+        "--backends",
+        default="onnx,onnx-int8",
+        help="Other embedding.backend values whose raw encode of the same texts is timed beside torch's "
+        "(comma-separated; '' for none). Their exports are cached in a temporary folder, outside the timing.",
+    )
     args = parser.parse_args()
     quiet_environment()
     apply_threads(args.threads)
@@ -130,6 +158,10 @@ def main() -> None:
         return run_llamaindex(embed, passages, s.chunk_size, s.chunk_overlap)
 
     systems = {"raw-encode": raw, "quarry-ingest": lambda: run_quarry(embedder, docs)}
+    others = {b: other_backend(b, settings, args) for b in filter(None, args.backends.split(","))}
+    for b, other in others.items():
+        runs[f"raw-encode-{b}"] = []
+        systems[f"raw-encode-{b}"] = lambda other=other: (len(texts), timed_encode(other, texts, batch))
     if embed is not None:
         systems["llamaindex-pipeline"] = llama
     for r in range(1, args.repeats + 1):  # interleaved, order reversed each repeat: load drift hits all
@@ -168,6 +200,14 @@ def main() -> None:
         ["system", "chunks", "seconds", "chunks/s", "vs raw"],
         rows,
     )
+    for b, other in others.items():
+        cosine = (other.encode(texts) * np.stack([vectors[t] for t in texts])).sum(axis=1)
+        speedup = results["systems"][f"raw-encode-{b}"]["ratio_to_raw"]
+        results["systems"][f"raw-encode-{b}"].update(cosine_mean=float(cosine.mean()), cosine_min=float(cosine.min()))
+        print(
+            f"  {b}: {speedup:.2f}x torch's raw encode; cosine to torch's vectors mean {cosine.mean():.4f}, "
+            f"min {cosine.min():.4f}"
+        )
     ratio = results["systems"]["quarry-ingest"]["ratio_to_raw"]
     results["quarry_ratio"] = ratio
     results["target_met"] = ratio >= TARGET_RATIO

@@ -1,9 +1,19 @@
-"""Sentence embeddings with sentence-transformers; normalised so inner product = cosine."""
+"""Sentence embeddings with sentence-transformers (or the same model on ONNX Runtime);
+normalised so inner product = cosine.
+
+Single texts embedded from several threads at once (the API's and a search worker's
+concurrent queries) are micro-batched: one that arrives while a batch is running waits at
+most `embedding.query_batch_window_ms` for others, then they are embedded together; one that
+arrives while the model is idle is embedded at once, so a lone query pays nothing.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +57,117 @@ def _torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+@dataclass(eq=False)
+class _Query:
+    text: str
+    arrived: float
+    event: threading.Event = field(default_factory=threading.Event)
+    vector: np.ndarray | None = None
+    error: BaseException | None = None
+    lead: bool = False
+
+
+class MicroBatcher:
+    """Embeds single texts submitted from many threads in small batches.
+
+    The first text to arrive while nothing is running is embedded at once, alone. Texts that
+    arrive while a batch runs queue; when it ends, the oldest queued one leads the next batch:
+    it waits until `window_s` after its own arrival (or until `max_batch` are queued), then
+    embeds up to `max_batch` queued texts in one call. No thread loops serving others: each
+    batch's leader returns with its own vector once it has handed leadership on.
+    """
+
+    def __init__(self, encode: Callable[[list[str]], np.ndarray], window_s: float, max_batch: int) -> None:
+        self._encode = encode
+        self.window_s = window_s
+        self.max_batch = max_batch
+        self._cond = threading.Condition()
+        self._pending: list[_Query] = []
+        self._busy = False
+        self.batches: list[int] = []  # sizes of the batches run (recent ones; for tests and stats)
+
+    def encode_one(self, text: str) -> np.ndarray:
+        me = _Query(text, time.monotonic())
+        with self._cond:
+            self._pending.append(me)
+            if self._busy:
+                self._cond.notify_all()  # a leader waiting for company may now have a full batch
+            else:
+                self._busy = me.lead = True
+        immediate = me.lead
+        while me.vector is None and me.error is None:
+            if me.lead:
+                self._lead(me, wait=not immediate)
+            else:
+                me.event.wait()
+                me.event.clear()
+        if me.error is not None:
+            raise me.error
+        assert me.vector is not None
+        return me.vector
+
+    def _lead(self, me: _Query, wait: bool) -> None:
+        with self._cond:
+            deadline = me.arrived + self.window_s
+            while wait and len(self._pending) < self.max_batch and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
+            batch = self._pending[: self.max_batch]
+            del self._pending[: self.max_batch]
+        try:
+            vectors = self._encode([q.text for q in batch])
+            for q, v in zip(batch, vectors, strict=True):
+                q.vector = v
+        except BaseException as exc:  # every waiter gets the error, none hangs
+            for q in batch:
+                q.error = exc
+        with self._cond:
+            self.batches = [*self.batches[-999:], len(batch)]
+            successor = self._pending[0] if self._pending else None
+            if successor is None:
+                self._busy = False
+            else:
+                successor.lead = True
+        for q in batch:
+            if q is not me:
+                q.event.set()
+        if successor is not None:
+            successor.event.set()
+
+
 class SentenceEmbedder:
     """Embeds passages and queries; the model loads on first use."""
 
-    def __init__(self, settings: EmbeddingSettings | None = None) -> None:
+    def __init__(self, settings: EmbeddingSettings | None = None, cache_dir: Path | None = None) -> None:
         self.settings = settings or EmbeddingSettings()
+        self.cache_dir = cache_dir or Path(".quarry") / "models"  # where ONNX exports are kept
         self._model: Any = None
         self._tokenizer: Any = None
+        self._onnx: Any = None  # OnnxEncoder for many texts (all cores)
+        self._onnx_small: Any = None  # ... and for a few (embedding.query_threads)
+        self._load_lock = threading.Lock()
+        s = self.settings
+        self.batcher = (
+            MicroBatcher(self._encode_some, s.query_batch_window_ms / 1000, s.query_batch_size)
+            if s.query_batch_window_ms > 0
+            else None
+        )
+
+    @property
+    def backend(self) -> str:
+        return self.settings.backend
+
+    def _onnx_encoder(self, small: bool) -> Any:
+        if self._onnx is None:
+            with self._load_lock:
+                if self._onnx is None:
+                    from quarry.retrieval.onnx_embed import load_encoder
+
+                    quantize = self.settings.backend == "onnx-int8"
+                    path = resolve_model(self.settings.model)
+                    threads = self.settings.query_threads
+                    self._onnx_small = load_encoder(path, self.cache_dir, quantize, threads) if threads else None
+                    self._onnx = load_encoder(path, self.cache_dir, quantize)
+        return self._onnx_small if small and self._onnx_small is not None else self._onnx
 
     @property
     def model(self) -> Any:
@@ -73,6 +187,8 @@ class SentenceEmbedder:
 
     @property
     def dimension(self) -> int:
+        if self.backend != "torch":
+            return int(self._onnx_encoder(False).layout.dimension)
         getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         dim = getter()
         assert dim is not None
@@ -80,10 +196,18 @@ class SentenceEmbedder:
 
     @property
     def max_tokens(self) -> int:
+        if self.backend != "torch":
+            return int(self._onnx_encoder(False).layout.max_tokens)
         return int(self.model.max_seq_length)
 
     def token_ids(self, text: str) -> list[int]:
         """Token ids without special tokens (the unit chunk sizes are given in)."""
+        if self._tokenizer is None and self.backend != "torch":
+            own = self._onnx_encoder(False).tokenizer
+            own = type(own).from_str(own.to_str())
+            own.no_truncation()
+            own.no_padding()
+            self._tokenizer = lambda t: own.encode(t, add_special_tokens=False).ids
         if self._tokenizer is None:
             backend = getattr(self.model.tokenizer, "backend_tokenizer", None)
             if backend is not None:
@@ -103,7 +227,15 @@ class SentenceEmbedder:
         """(n, dim) float32, L2-normalised."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        if len(texts) <= 8 and self.settings.query_threads:
+        if len(texts) == 1 and self.batcher is not None:
+            return np.ascontiguousarray(self.batcher.encode_one(texts[0])[None, :])
+        return self._encode_some(texts, batch_size)
+
+    def _encode_some(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        small = len(texts) <= 8
+        if self.backend != "torch":
+            return self._onnx_encoder(small).encode(texts, batch_size or self.settings.batch_size)
+        if small and self.settings.query_threads:
             with _torch_threads(self.settings.query_threads):
                 return self._encode(texts, batch_size)
         return self._encode(texts, batch_size)

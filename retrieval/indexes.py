@@ -63,7 +63,8 @@ class CollectionIndex:
         directory.mkdir(parents=True, exist_ok=True)
 
     def _empty_dense(self) -> DenseIndex:
-        return DenseIndex(self.dimension, self.settings.approximate_threshold, self.settings.ivf_nprobe)
+        s = self.settings
+        return DenseIndex(self.dimension, s.approximate_threshold, s.ivf_nprobe, s.large_threshold, s.large_nprobe)
 
     def _empty_sparse(self) -> SparseIndex:
         s = self.settings
@@ -126,6 +127,8 @@ class CollectionIndex:
                 self.settings.approximate_threshold,
                 self.settings.ivf_nprobe,
                 int(manifest.get("trained_size", 0)),
+                self.settings.large_threshold,
+                self.settings.large_nprobe,
             )
             sparse = self._empty_sparse()
             tombstones = _load_ids(self.directory / manifest["tombstones"])

@@ -42,7 +42,7 @@ class Library:
         self.settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
         storage = self.settings.storage
         self.store = store or Store(storage.resolved_database_url, auto_upgrade=storage.auto_upgrade)
-        self.embedder = embedder or SentenceEmbedder(self.settings.embedding)
+        self.embedder = embedder or SentenceEmbedder(self.settings.embedding, self.settings.storage.data_dir / "models")
         if reranker is None and self.settings.search.rerank_model:
             reranker = CrossEncoderReranker(self.settings.search.rerank_model, self.settings.embedding.device)
         self.retriever = HybridRetriever(self.store, self.embedder, self.settings.search, reranker)

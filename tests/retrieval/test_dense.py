@@ -78,3 +78,47 @@ def test_load_rejects_bad_files(tmp_path: Path) -> None:
     DenseIndex(DIM).save(good)
     with pytest.raises(IndexCorruptError, match="dimension"):
         DenseIndex.load(good, DIM * 2, 1000, 8)
+
+
+def _clustered(n: int, dim: int, seed: int) -> np.ndarray:
+    """Unit vectors around 50 random centres (real embeddings cluster; uniform noise does not)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((50, dim)).astype(np.float32)
+    v = centres[rng.integers(0, 50, n)] + 0.5 * rng.standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_large_kind_past_large_threshold_round_trips(tmp_path: Path) -> None:
+    dim = 32
+    vecs = _clustered(6000, dim, seed=2)
+    index = DenseIndex(dim, approximate_threshold=1000, nprobe=8, large_threshold=4000, large_nprobe=16)
+    index.add(np.arange(3000), vecs[:3000])
+    assert index.needs_rebuild()
+    index.rebuild(np.arange(3000), vecs[:3000])
+    assert index.kind == "ivf"
+    index.add(np.arange(3000, 6000), vecs[3000:])
+    assert index.needs_rebuild()  # past large_threshold: the full-float IVF no longer fits
+    index.rebuild(np.arange(6000), vecs)
+    assert index.kind == "ivf-sq8" and len(index) == 6000
+    # approximate against exact: recall@10 over 100 queries near the data
+    exact = DenseIndex(dim)
+    exact.add(np.arange(6000), vecs)
+    queries = _clustered(100, dim, seed=3)
+    recall = np.mean(
+        [len(set(index.search(q, 10)[0].tolist()) & set(exact.search(q, 10)[0].tolist())) / 10 for q in queries]
+    )
+    assert recall >= 0.95
+    path = tmp_path / "sq8.faiss"
+    index.save(path)
+    loaded = DenseIndex.load(path, dim, 1000, 8, index.trained_size, large_threshold=4000, large_nprobe=16)
+    assert loaded.kind == "ivf-sq8" and len(loaded) == 6000
+    assert loaded.search(vecs[42], 1)[0][0] == 42
+    loaded.remove(np.arange(0, 100))
+    assert 42 not in loaded.search(vecs[42], 10)[0] and len(loaded) == 5900
+    ids, _ = loaded.search(vecs[0], 3, allowed=np.array([4000, 5999]))
+    assert sorted(ids.tolist()) == [4000, 5999]
+    # shrinking below half the large threshold goes back to full-float IVF
+    loaded.remove(np.arange(100, 4500))
+    assert loaded.needs_rebuild()
+    loaded.rebuild(np.arange(4500, 6000), vecs[4500:])
+    assert loaded.kind == "ivf"
