@@ -67,7 +67,13 @@ class IngestSettings(_Section):
         ge=1,
         le=100_000,
         description="Zip-based files (DOCX) whose members unpack to more than this many times the file's "
-        "size (or past max_file_bytes) are refused; checked from the archive's directory and while reading.",
+        "size (archives under 1 MiB unpacked are exempt) are refused; checked from the archive's directory "
+        "and while reading.",
+    )
+    max_unzipped_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1,
+        description="Zip-based files (DOCX) whose members unpack to more than this are refused.",
     )
     chunk_size: int = Field(200, ge=16, le=4096, description="Chunk size in embedding-model tokens.")
     chunk_overlap: int = Field(32, ge=0, le=1024, description="Overlap between chunks, in tokens.")

@@ -403,7 +403,7 @@ def _docx_to_text(data: bytes, name: str, settings: IngestSettings, budget: _Tex
         raise CorruptDocumentError(f"{name}: not a DOCX file (not a zip archive)")
     # python-docx inflates every part at once: unpack under our bounds first, then hand it
     # the same parts stored uncompressed
-    members = read_members(data, name, settings.max_file_bytes, settings.max_zip_ratio, kind="DOCX")
+    members = read_members(data, name, settings.max_unzipped_bytes, settings.max_zip_ratio, kind="DOCX")
     try:
         document = docx.Document(io.BytesIO(repack(members)))
         blocks: list[str] = []

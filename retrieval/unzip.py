@@ -14,15 +14,16 @@ _MAX_MEMBERS = 10_000
 
 
 def unpacked_limit(size: int, max_bytes: int, max_ratio: int) -> int:
-    """The most bytes an archive of `size` bytes may unpack to."""
+    """The most bytes an archive of `size` bytes may unpack to: `max_ratio` times its size
+    (at least 1 MiB, since small archives of repetitive XML compress well), at most `max_bytes`."""
     return min(max_bytes, max(_RATIO_FLOOR, max_ratio * size))
 
 
 def read_members(data: bytes, name: str, max_bytes: int, max_ratio: int, kind: str = "zip") -> dict[str, bytes]:
-    """Every file member of the zip archive `data`, refusing archives that unpack to more
-    than `max_ratio` times their size or past `max_bytes`. The sizes the directory declares
-    are checked first; members are then read in bounded blocks and counted, so a directory
-    that lies cannot make us decompress more than the limit."""
+    """Every file member of the zip archive `data`, refusing archives that unpack past
+    `unpacked_limit`. The sizes the directory declares are checked first; members are then
+    read in bounded blocks and counted, so a directory that lies cannot make us decompress
+    more than the limit."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = [i for i in archive.infolist() if not i.is_dir()]
@@ -69,5 +70,5 @@ def _too_big(name: str, unpacked: int, size: int, max_bytes: int, max_ratio: int
     return (
         f"{name}: the archive unpacks to at least {unpacked:,} bytes from {size:,} "
         f"(about {unpacked / max(size, 1):,.0f} times its size); the limits are {max_ratio} times "
-        f"(ingest.max_zip_ratio) and {max_bytes:,} bytes (ingest.max_file_bytes)"
+        f"(ingest.max_zip_ratio) and {max_bytes:,} bytes (ingest.max_unzipped_bytes)"
     )
