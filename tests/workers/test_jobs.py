@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -69,3 +73,51 @@ def test_requeue_and_resend_touch_only_jobs_whose_lease_lapsed(store: Store) -> 
     assert jobs.count_queued() == 2
     with pytest.raises(JobLostError):
         jobs.heartbeat(claim)
+
+
+STALLED_WORKER = """
+import sys, time
+from quarry.retrieval.storage import Store
+from quarry.workers.jobs import JobLostError, JobStatus, JobStore
+
+jobs = JobStore(Store(sys.argv[1]).engine)
+claim = jobs.claim(sys.argv[2], "worker-a", 60, 3)
+print("claimed" if claim else "refused", flush=True)
+while True:  # works, reporting progress, until its claim is found lost
+    time.sleep(0.05)
+    try:
+        jobs.heartbeat(claim, done=1)
+    except JobLostError:
+        print("lost", flush=True)
+        break
+print("finished" if jobs.finish(claim, JobStatus.SUCCEEDED, result={"by": "a"}) else "refused", flush=True)
+"""
+
+
+def test_a_sigstopped_worker_resumed_after_its_job_was_reclaimed(store: Store) -> None:
+    """Two real processes: worker A claims the job and is stopped (SIGSTOP) past its lease;
+    worker B takes the job over; A, resumed, finds its claim lost and cannot finish it."""
+    jobs = JobStore(store.engine)
+    job = jobs.create("ingest", "t", "c", {})
+    url = store.engine.url.render_as_string(hide_password=False)
+    a = subprocess.Popen(
+        [sys.executable, "-c", STALLED_WORKER, url, job.id], stdout=subprocess.PIPE, text=True, env=os.environ
+    )
+    try:
+        assert a.stdout is not None and a.stdout.readline().strip() == "claimed"
+        time.sleep(0.3)  # a few heartbeats
+        a.send_signal(signal.SIGSTOP)
+        time.sleep(0.8)
+        b = jobs.claim(job.id, "worker-b", lease_s=0.5, max_attempts=3)
+        assert b is not None and b.attempt == 2
+        a.send_signal(signal.SIGCONT)
+        out, _ = a.communicate(timeout=60)
+        assert out.split() == ["lost", "refused"]
+        assert jobs.get(job.id).status == JobStatus.RUNNING  # still B's
+        assert jobs.finish(b, JobStatus.SUCCEEDED, result={"by": "b"})
+        assert jobs.get(job.id).result == {"by": "b"}
+    finally:
+        if a.poll() is None:
+            a.send_signal(signal.SIGCONT)
+            a.kill()
+            a.wait()
