@@ -151,6 +151,10 @@ class JobOut(BaseModel):
     updated_at: Timestamp
     result: dict[str, Any] | None = None
     partial: dict[str, Any] | None = Field(None, description="Research: the report so far.")
+    skipped: list[dict[str, str]] = Field(
+        default_factory=list,
+        description="Upload (in the 202 answer): files left out with skip_unsupported, each with the reason.",
+    )
 
 
 class KeyCreate(_In):

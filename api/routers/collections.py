@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, HTTPException, Query, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Response, UploadFile, status
+from fastapi.routing import APIRoute
 
 from quarry.api.deps import PrincipalDep, ServicesDep, WriterDep, check_scope
 from quarry.api.routers.jobs import job_out
 from quarry.api.schemas import CollectionCreate, CollectionOut, JobOut, TextDocuments
-from quarry.api.uploads import read_uploads
+from quarry.api.uploads import bounded_request, read_uploads
 from quarry.core.types import DocumentInfo
 from quarry.retrieval.errors import CollectionNotFoundError
 from quarry.retrieval.loaders import media_type_for, safe_source_name
@@ -63,24 +65,63 @@ def delete_collection(name: str, services: ServicesDep, principal: WriterDep) ->
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{name}/documents", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
+class _BoundedUploadRoute(APIRoute):
+    """The upload route reads its body through `bounded_request`: an upload over
+    service.max_upload_bytes is refused from its Content-Length, or as soon as the bytes
+    streamed in pass the limit, instead of after it has been spooled to disk whole."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def bounded(request: Request) -> Response:
+            settings = request.app.state.services.settings
+            return await handler(bounded_request(request, settings.service.max_upload_bytes))
+
+        return bounded
+
+
+SKIP_HELP = "Leave out files of unsupported types (images, CSS, ...) instead of rejecting the upload with 415."
+
+
 async def upload_documents(
     name: str,
     services: ServicesDep,
     principal: WriterDep,
-    files: Annotated[list[UploadFile], File(description="Files to ingest (.txt .md .html .pdf .docx .json .jsonl).")],
+    files: Annotated[
+        list[UploadFile],
+        File(
+            description="Files to ingest (.txt .md .html .pdf .docx .json .jsonl). The filename is the "
+            "document's name and may hold folders (`guide/index.md`); names must differ within an upload."
+        ),
+    ],
     create: Annotated[bool, Query(description="Create the collection if it does not exist.")] = True,
+    skip_unsupported: Annotated[bool, Query(description=SKIP_HELP)] = False,
+    skip_unsupported_field: Annotated[bool, Form(alias="skip_unsupported", description=SKIP_HELP)] = False,
 ) -> JobOut:
-    """Validate every file (all or nothing), stage them, and queue an ingestion job."""
+    """Validate every file (all or nothing), stage them, and queue an ingestion job. A
+    document with the same name as one in the collection is replaced (the job's result
+    lists it under `replaced`)."""
     check_scope(principal, name)
     library = services.library.for_tenant(principal.tenant)
-    uploads = await read_uploads(files, services.settings)
+    checked = await read_uploads(files, services.settings, skip_unsupported or skip_unsupported_field)
+    uploads = checked.files
     await asyncio.to_thread(services.check_queue)  # 503/429 before anything is stored
     collection = await asyncio.to_thread(_collection_for_upload, library, name, create)
     library.store.mark_queued(collection.id, [(source, media_type_for(source)) for source, _ in uploads])
-    job = services.jobs.create("ingest", principal.tenant, name, {"files": len(uploads)}, len(uploads), uploads)
+    params: dict[str, Any] = {"files": len(uploads), **({"skipped": checked.skipped} if checked.skipped else {})}
+    job = services.jobs.create("ingest", principal.tenant, name, params, len(uploads), uploads)
     services.enqueue(job)
-    return job_out(job)
+    return job_out(job).model_copy(update={"skipped": checked.skipped})
+
+
+router.add_api_route(
+    "/{name}/documents",
+    upload_documents,
+    methods=["POST"],
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobOut,
+    route_class_override=_BoundedUploadRoute,
+)
 
 
 def _collection_for_upload(library: Any, name: str, create: bool) -> Any:
