@@ -188,3 +188,22 @@ def test_ingest_a_docs_folder_with_images_css_and_js(workdir: Path) -> None:
     code, out, err = run("ingest", "docs", "-c", "globs", "--include", "*.md", "--exclude", "guide/", "--json")
     assert code == 0, err
     assert json.loads(out)["added"] == ["docs/index.md"]
+
+
+def test_ingest_reports_a_docx_bomb_and_a_malformed_docx_by_name(workdir: Path) -> None:
+    from tests.retrieval.helpers import docx_bomb, docx_with_broken_xml
+
+    write(workdir / "in" / "bomb.docx", docx_bomb(30_000_000))
+    write(workdir / "in" / "broken.docx", docx_with_broken_xml())
+    write(workdir / "in" / "fine.md", "# Fine\n\nThis one is fine.")
+    code, out, err = run("ingest", "in", "-c", "bombs", "--json")
+    assert code == 1
+    failed = {f["source"]: f["error"] for f in json.loads(out)["failed"]}
+    assert set(failed) == {"in/bomb.docx", "in/broken.docx"}
+    assert (
+        failed["in/bomb.docx"].startswith("in/bomb.docx: the archive unpacks to")
+        and "max_zip_ratio" in failed["in/bomb.docx"]
+    )
+    assert "corrupt or unreadable DOCX (XMLSyntaxError" in failed["in/broken.docx"]
+    code, out, err = run("ingest", "in", "-c", "bombs")
+    assert "failed: in/bomb.docx: the archive unpacks to" in err and "1 unchanged" in out
