@@ -191,3 +191,30 @@ def test_killed_children_come_back_and_die_with_serve(serve: Serve) -> None:
         again.wait("healthy after a restart", again.healthy)
     finally:
         again.stop()
+
+
+def test_a_job_held_by_a_killed_worker_still_completes(tmp_path: Path) -> None:
+    """The worker is frozen while a job is queued (its pending fetch may take the message
+    from Redis), then killed: serve starts another, and the job is delivered again."""
+    serve = Serve(tmp_path, QUARRY_SERVICE__JOB_LEASE_S="5")
+    try:
+        serve.wait("healthy", serve.healthy)
+        key = (serve.data / "admin.key").read_text().strip()
+        worker = serve.worker_pid()
+        assert worker is not None
+        os.killpg(worker, signal.SIGSTOP)
+        with httpx.Client(base_url=serve.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as c:
+            docs = [{"name": "basalt.txt", "text": "Basalt columns form when lava cools and contracts."}]
+            r = c.post("/v1/collections/kb/documents/text", json={"documents": docs})
+            assert r.status_code == 202, r.text
+            job_id = r.json()["id"]
+            time.sleep(2)
+            os.killpg(worker, signal.SIGKILL)
+            deadline = time.monotonic() + 180
+            while (job := c.get(f"/v1/jobs/{job_id}").json())["status"] in ("queued", "running"):
+                assert time.monotonic() < deadline, job
+                time.sleep(0.5)
+            assert job["status"] == "succeeded", job
+            assert c.get("/v1/collections/kb/documents").json()[0]["status"] == "indexed"
+    finally:
+        serve.stop()
