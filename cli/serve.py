@@ -263,6 +263,9 @@ def api_command(
     settings = _settings()
     if not settings.service.redis_url:
         raise _fail("`quarry api` needs service.redis_url (QUARRY_SERVICE__REDIS_URL); `quarry serve` embeds one", 2)
+    from quarry.workers.process import make_private
+
+    make_private(settings.storage.data_dir)
     if not settings.service.admin_key:
         settings = with_service(settings, admin_key=SecretStr(admin_key(settings)))
     _run_api(settings, host, port)
