@@ -111,7 +111,10 @@ class Services:
 
     def _send(self, job: JobInfo) -> None:
         task = {"ingest": "quarry.ingest_job", "research": "quarry.research_job", "eval": "quarry.eval_job"}[job.kind]
-        self.celery.send_task(task, args=[job.id], retry=False)
+        # a stale pooled connection (Redis restarted) is replaced at once; a broker that is
+        # down fails fast (check_queue has just seen it answer)
+        policy = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+        self.celery.send_task(task, args=[job.id], retry=True, retry_policy=policy)
 
     def requeue_stale(self) -> list[str]:
         """Jobs whose worker stopped beating (died, stalled) and queued jobs whose message is
@@ -142,7 +145,9 @@ class Services:
                 why = "its queue message was lost (broker restart, or a worker that died before it began)"
             else:
                 why = f"its worker stopped beating for more than {lease:.0f}s (died, or stalled)"
-            if job.attempts >= s.job_max_attempts:
+            # a re-sent message counts as a delivery, and the claim that follows needs one more
+            spent = job.attempts + (1 if job.status == JobStatus.QUEUED else 0)
+            if spent >= s.job_max_attempts:
                 self.jobs.close_stale(
                     job.id, lease, JobStatus.FAILED, f"no worker completed it in {job.attempts} attempt(s): {why}"
                 )

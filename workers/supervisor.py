@@ -37,6 +37,7 @@ class Supervisor:
         self.poll_s = poll_s
         self.children: list[Child] = []
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # no restart while `stop` runs
         self._thread: threading.Thread | None = None
 
     def add(
@@ -57,10 +58,11 @@ class Supervisor:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.poll_s):
-            for child in self.children:  # in order: the broker comes back before the worker
-                if self._stop.is_set():
-                    return
-                self._check(child)
+            with self._lock:
+                for child in self.children:  # in order: the broker comes back before the worker
+                    if self._stop.is_set():
+                        return
+                    self._check(child)
 
     def _check(self, child: Child) -> None:
         now = time.monotonic()
@@ -87,11 +89,14 @@ class Supervisor:
         log.warning("%s restarted (restart %d)", child.name, child.restarts)
 
     def stop(self) -> None:
-        self._stop.set()
+        """Stop the children in order, then the watch: a child started by the watch thread
+        gets its parent-death signal when that thread ends, so the thread outlives them."""
+        with self._lock:
+            self._stop.set()
+            for child in reversed(self.children):
+                try:
+                    child.stop()
+                except Exception:  # stop the others regardless; this one is logged
+                    log.exception("stopping %s failed", child.name)
         if self._thread is not None:
             self._thread.join(timeout=30)
-        for child in reversed(self.children):
-            try:
-                child.stop()
-            except Exception:  # stop the others regardless; this one is logged
-                log.exception("stopping %s failed", child.name)
