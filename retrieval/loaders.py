@@ -63,7 +63,8 @@ def sha256(data: bytes) -> str:
 
 def media_type_for(name: str) -> str:
     name = _CONTROL.sub("", name)
-    suffix = Path(name).suffix.lower() or (name.lower() if name.startswith(".") else "")
+    base = name.rsplit("/", 1)[-1]  # a source name may hold folders: `docs/.txt` is a `.txt` file
+    suffix = Path(base).suffix.lower() or (base.lower() if base.startswith(".") else "")
     try:
         return MEDIA_TYPES[suffix]
     except KeyError:
