@@ -3,15 +3,20 @@
 
 Every command is a fresh `python -m quarry.cli ...` process, so the time includes Python's
 start, imports, settings, opening the collection and (for search and ask) embedding the query:
-what a user waits for at the prompt. `--env KEY=VALUE` (repeatable) sets settings for every
-timed command (e.g. `--env QUARRY_EMBEDDING__BACKEND=onnx`); `--label` names the run, and
-`--compare results/cli_startup-<label>.json` prints an earlier run's medians beside this one's.
+what a user waits for at the prompt. Wall time (the median) is what the user waits; CPU time
+(user + system of the process) is near what it would be on an idle machine.
+
+`--env KEY=VALUE` (repeatable) sets settings for every command (e.g. `--env
+QUARRY_EMBEDDING__BACKEND=onnx`, or `--env PYTHONPATH=...` to time an older checkout);
+`--label` names the run, and `--compare results/cli_startup-<label>.json` prints an earlier
+run's medians beside this one's.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -33,13 +38,16 @@ def commands(question: str) -> dict[str, list[str]]:
     }
 
 
-def run(argv: list[str], env: dict[str, str]) -> float:
+def run(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of one `python -m quarry.cli` process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "quarry.cli", *argv], env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"quarry {' '.join(argv)} failed ({done.returncode}): {done.stderr[-2000:]}")
-    return seconds
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -67,21 +75,26 @@ def main() -> None:
         run(["ingest", str(docs), "-c", "bench"], env)
         run(["search", "warm the page cache", "-c", "bench"], env)
         times: dict[str, list[float]] = {name: [] for name in commands("")}
+        cpu: dict[str, list[float]] = {name: [] for name in commands("")}
         for i in range(args.repeats):
             for name, argv in commands(questions[i % len(questions)].text).items():
-                times[name].append(run(argv, env))
+                wall, used = run(argv, env)
+                times[name].append(wall)
+                cpu[name].append(used)
     medians = {name: statistics.median(t) for name, t in times.items()}
+    cpu_medians = {name: statistics.median(t) for name, t in cpu.items()}
     earlier: dict[str, Any] = {}
     if args.compare is not None:
-        earlier = json.loads(args.compare.read_text())["results"]["median_s"]
-    columns = ["command", f"{args.label} s (median)", "min s"]
+        earlier = json.loads(args.compare.read_text())["results"]
+    columns = ["command", f"{args.label} wall s", f"{args.label} CPU s", "min wall s"]
     if earlier:
-        columns.insert(1, f"{args.compare.stem.removeprefix('cli_startup-')} s (median)")
+        old = args.compare.stem.removeprefix("cli_startup-")
+        columns[1:1] = [f"{old} wall s", f"{old} CPU s"]
     rows = []
     for name, t in times.items():
-        row: list[Any] = [f"quarry {name}", medians[name], min(t)]
+        row: list[Any] = [f"quarry {name}", medians[name], cpu_medians[name], min(t)]
         if earlier:
-            row.insert(1, earlier.get(name, float("nan")))
+            row[1:1] = [earlier["median_s"].get(name, float("nan")), earlier["cpu_median_s"].get(name, float("nan"))]
         rows.append(row)
     print_table(
         f"CLI start-up, {args.repeats} runs each (target: search and ask under {TARGET_S:.0f} s)", columns, rows
@@ -89,7 +102,14 @@ def main() -> None:
     write_json(
         f"cli_startup-{args.label}",
         args,
-        {"median_s": medians, "runs_s": times, "env": args.env, "target_s": TARGET_S},
+        {
+            "median_s": medians,
+            "cpu_median_s": cpu_medians,
+            "runs_s": times,
+            "cpu_s": cpu,
+            "env": args.env,
+            "target_s": TARGET_S,
+        },
     )
 
 

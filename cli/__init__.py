@@ -43,10 +43,10 @@ def _library() -> Any:
         raise _fail(f"invalid settings: {problems}", 2) from None
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
+    # no progress bars or info logs from transformers, set for when (if) it is imported: importing
+    # it here would cost a second of every command that needs no model
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     from quarry.retrieval import Library
 
     return Library()

@@ -144,6 +144,7 @@ class SentenceEmbedder:
         self._tokenizer: Any = None
         self._onnx: Any = None  # OnnxEncoder for many texts (all cores)
         self._onnx_small: Any = None  # ... and for a few (embedding.query_threads)
+        self._layout: Any = None  # the ONNX path's ModelLayout
         self._load_lock = threading.Lock()
         s = self.settings
         self.batcher = (
@@ -156,18 +157,27 @@ class SentenceEmbedder:
     def backend(self) -> str:
         return self.settings.backend
 
+    def _onnx_layout(self) -> Any:
+        if self._layout is None:
+            from quarry.retrieval.onnx_embed import read_layout
+
+            self._layout = read_layout(resolve_model(self.settings.model))
+        return self._layout
+
     def _onnx_encoder(self, small: bool) -> Any:
-        if self._onnx is None:
+        """The ONNX session for a few texts (embedding.query_threads) or for many (all cores),
+        each made on first use (the export, when not cached yet, with the first)."""
+        threads = self.settings.query_threads if small else 0
+        attr = "_onnx_small" if small and threads else "_onnx"
+        if getattr(self, attr) is None:
             with self._load_lock:
-                if self._onnx is None:
+                if getattr(self, attr) is None:
                     from quarry.retrieval.onnx_embed import load_encoder
 
                     quantize = self.settings.backend == "onnx-int8"
                     path = resolve_model(self.settings.model)
-                    threads = self.settings.query_threads
-                    self._onnx_small = load_encoder(path, self.cache_dir, quantize, threads) if threads else None
-                    self._onnx = load_encoder(path, self.cache_dir, quantize)
-        return self._onnx_small if small and self._onnx_small is not None else self._onnx
+                    setattr(self, attr, load_encoder(path, self.cache_dir, quantize, threads))
+        return getattr(self, attr)
 
     @property
     def model(self) -> Any:
@@ -188,7 +198,7 @@ class SentenceEmbedder:
     @property
     def dimension(self) -> int:
         if self.backend != "torch":
-            return int(self._onnx_encoder(False).layout.dimension)
+            return int(self._onnx_layout().dimension)
         getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         dim = getter()
         assert dim is not None
@@ -197,14 +207,15 @@ class SentenceEmbedder:
     @property
     def max_tokens(self) -> int:
         if self.backend != "torch":
-            return int(self._onnx_encoder(False).layout.max_tokens)
+            return int(self._onnx_layout().max_tokens)
         return int(self.model.max_seq_length)
 
     def token_ids(self, text: str) -> list[int]:
         """Token ids without special tokens (the unit chunk sizes are given in)."""
         if self._tokenizer is None and self.backend != "torch":
-            own = self._onnx_encoder(False).tokenizer
-            own = type(own).from_str(own.to_str())
+            from tokenizers import Tokenizer
+
+            own = Tokenizer.from_file(str(self._onnx_layout().path / "tokenizer.json"))
             own.no_truncation()
             own.no_padding()
             self._tokenizer = lambda t: own.encode(t, add_special_tokens=False).ids
