@@ -89,7 +89,7 @@ class AgentGraph:
         self.library = library
         self.settings = settings or library.settings
         self.model = model
-        self.reader = ExtractiveReader(library.embedder, Analyzer())
+        self.reader = ExtractiveReader(library.embedder, Analyzer(), stored=library.sentences)
         self.planner: Planner = planner or (
             ModelPlanner(model)
             if model

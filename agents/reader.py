@@ -8,25 +8,23 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from quarry.agents.text import (
+from quarry.agents.text import capitalised_spans, dates, quantity_spans, question_entities
+from quarry.core.types import Evidence
+from quarry.retrieval.embedder import SentenceEmbedder
+from quarry.retrieval.sentence_store import SentenceVectors, StoredSentences
+from quarry.retrieval.sentences import (
     Sentence,
-    capitalised_spans,
-    dates,
-    is_fragment,
+    candidate_sentences,
+    embedding_texts,
     near_duplicate,
-    prose_sentences,
-    quantity_spans,
-    question_entities,
+    refers_back,
     split_sentences,
     words,
 )
-from quarry.core.types import Evidence
-from quarry.retrieval.embedder import SentenceEmbedder
 from quarry.retrieval.sparse import Analyzer
 
 _YES_NO = re.compile(r"^(is|are|was|were|do|does|did|can|could|has|have|had|will|would|should)\b", re.I)
@@ -111,10 +109,18 @@ class ExtractiveReader:
     left-out articles did (43 at 0.3)."""
 
     def __init__(
-        self, embedder: SentenceEmbedder, analyzer: Analyzer, min_score: float = 0.5, margin: float = 0.12
+        self,
+        embedder: SentenceEmbedder,
+        analyzer: Analyzer,
+        min_score: float = 0.5,
+        margin: float = 0.12,
+        stored: StoredSentences | None = None,
     ) -> None:
         self.embedder = embedder
         self.analyzer = analyzer
+        # chunk id -> the sentences and embeddings ingest stored (Store.sentences); chunks
+        # without them have their sentences found and embedded here, as a question needs them
+        self.stored = stored
         self.min_score = min_score
         self.margin = margin  # further answer sentences score within this of the best
         # the searcher and then the writer rank the same node's evidence: remember a few
@@ -140,21 +146,46 @@ class ExtractiveReader:
                 self._recent.popitem(last=False)
         return ranked
 
-    def _rank(self, question: str, evidence: list[Evidence]) -> list[ScoredSentence]:
-        def sentences(split: Callable[[str], list[Sentence]]) -> list[tuple[int, int, int, str]]:
-            return [
-                (i, ev.start_char + s.start, ev.start_char + s.end, s.text)
-                for i, ev in enumerate(evidence)
-                for s in split(ev.text)
-                if not is_fragment(s.text)
-            ]
+    def passage_sentences(self, evidence: list[Evidence]) -> list[SentenceVectors | None]:
+        """Each passage's candidate sentences as ingest stored them, None where it stored none."""
+        if self.stored is None or not evidence:
+            return [None] * len(evidence)
+        found = self.stored([ev.chunk_id for ev in evidence])
+        out: list[SentenceVectors | None] = []
+        for ev in evidence:
+            data = found.get(ev.chunk_id)
+            # stored spans index the chunk's own text: anything else (a trimmed passage) is read afresh
+            out.append(data if data is not None and (not data.spans or data.spans[-1][1] <= len(ev.text)) else None)
+        return out
 
-        # prose; where there is none, whole sentences of any kind (a table row that says something)
-        candidates = sentences(prose_sentences) or sentences(split_sentences)
+    def _rank(self, question: str, evidence: list[Evidence]) -> list[ScoredSentence]:
+        stored = self.passage_sentences(evidence)
+        per_passage: list[tuple[list[Sentence], bool, np.ndarray | None]] = []
+        for ev, data in zip(evidence, stored, strict=True):
+            if data is not None:
+                per_passage.append((data.sentences(ev.text), data.prose, data.vectors))
+            else:
+                sentences, prose = candidate_sentences(ev.text)
+                per_passage.append((sentences, prose, None))
+        # prose; where no passage has any, whole sentences of any kind (a table row that says something)
+        any_prose = any(prose and sentences for sentences, prose, _ in per_passage)
+        candidates: list[tuple[int, int, int, str]] = []
+        known: list[np.ndarray | None] = []
+        to_embed: list[str] = []  # what embeds each candidate (the sentence, or it and the one before)
+        for i, (ev, (sentences, prose, vectors)) in enumerate(zip(evidence, per_passage, strict=True)):
+            if prose != any_prose:
+                continue
+            for j, (s, embedded) in enumerate(zip(sentences, embedding_texts(sentences), strict=True)):
+                candidates.append((i, ev.start_char + s.start, ev.start_char + s.end, s.text))
+                known.append(None if vectors is None else vectors[j])
+                to_embed.append(embedded)
         if not candidates:
             return []
-        vectors = self.embedder.encode([question] + [c[3] for c in candidates])
-        similarity = vectors[1:] @ vectors[0]
+        missing = [k for k, v in enumerate(known) if v is None]
+        fresh = self.embedder.encode([question] + [to_embed[k] for k in missing])
+        for k, vector in zip(missing, fresh[1:], strict=True):
+            known[k] = vector
+        similarity = np.stack([v for v in known if v is not None]) @ fresh[0]
         q_terms = self.content_terms(question) or set(self.analyzer(question))
         kind = answer_kind(question)
         # names compared as analysed terms: "Tesla" is in "Tesla's", "Quickbooks" in "QuickBooks"
@@ -162,9 +193,14 @@ class ExtractiveReader:
         passage_words = [set(self.analyzer(f"{ev.title} {ev.text}")) for ev in evidence]
         title_terms = [set(self.analyzer(ev.title)) for ev in evidence]
         scored: list[ScoredSentence] = []
+        previous: tuple[int, set[str]] = (-1, set())  # the passage and terms of the sentence before
         for (i, start, end, text), sim in zip(candidates, similarity, strict=True):
             terms = set(self.analyzer(text))
-            held = len(q_terms & terms) + 0.5 * len((q_terms & title_terms[i]) - terms)
+            # what a sentence is about without naming it: its passage's title, and for one that
+            # refers back ("It was designed by ...", "The bridge ..."), the sentence before it
+            context = title_terms[i] | (previous[1] if previous[0] == i and refers_back(text) else set())
+            previous = (i, terms)
+            held = len(q_terms & terms) + 0.5 * len((q_terms & context) - terms)
             overlap = held / len(q_terms) if q_terms else 0.0
             prior = 0.05 / (1 + i)  # retrieval's own ranking, as a tie-breaker
             bonus = _TYPE_BONUS.get(kind, 0.0) if answer_span(question, text, kind=kind) else 0.0

@@ -13,10 +13,11 @@ from quarry.agents import prompts
 from quarry.agents.events import AnswerToken, Emit
 from quarry.agents.planner import Comparison, parse_comparison
 from quarry.agents.reader import ExtractiveReader, ScoredSentence, answer_span, cosine_support, focus
-from quarry.agents.text import capitalised_spans, near_duplicate, quantity_spans, split_sentences, words, years
+from quarry.agents.text import capitalised_spans, quantity_spans, years
 from quarry.core.chat import ChatModel, Usage
 from quarry.core.types import Citation, Evidence, NodeState, PlanNode
 from quarry.retrieval.reorder import reorder_for_reader
+from quarry.retrieval.sentences import near_duplicate, split_sentences, words
 
 _MARKER = re.compile(r"\[(\d{1,3})\]")
 _TIME = re.compile(

@@ -80,6 +80,12 @@ class IngestSettings(_Section):
     batch_chunks: int = Field(
         512, ge=1, le=65536, description="Chunks embedded and committed together (one transaction)."
     )
+    sentence_vectors: bool = Field(
+        True,
+        description="Find and embed each chunk's answer-candidate sentences at ingest and keep them with the "
+        "chunk, so extractive answers look them up instead of embedding them per question (about twice "
+        "the embedding work at ingest).",
+    )
     json_text_field: str = Field("text", min_length=1, description="Field of a JSON record holding its text.")
     json_title_field: str = Field("title", min_length=1, description="Field of a JSON record holding its title.")
     json_id_field: str = Field("id", min_length=1, description="Field of a JSON record holding its id.")
@@ -275,7 +281,9 @@ class ServiceSettings(_Section):
     )
     job_max_attempts: int = Field(3, ge=1, le=20, description="Deliveries of a job before it is failed.")
     max_queued_jobs: int = Field(
-        1000, ge=1, description="Jobs waiting in the queue (all tenants) beyond which new jobs get 429 with Retry-After."
+        1000,
+        ge=1,
+        description="Jobs waiting in the queue (all tenants) beyond which new jobs get 429 with Retry-After.",
     )
     broker_check_timeout_s: float = Field(
         1.0, gt=0, le=30, description="How long a job-creating request waits for Redis before answering 503."

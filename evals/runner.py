@@ -312,7 +312,7 @@ def build_systems(
     specs: list[SystemSpec], library: Library, targets: Targets, config: EvalConfig, model: ChatModel | None
 ) -> list[System]:
     settings = library.settings
-    reader = ExtractiveReader(library.embedder, Analyzer())
+    reader = ExtractiveReader(library.embedder, Analyzer(), stored=library.sentences)
     llama: LlamaIndexRetrieve | None = None
     systems: list[System] = []
     for spec in specs:

@@ -207,7 +207,7 @@ class AgentSystem:
 
     def __init__(self, name: str, library: Library, settings: Settings, model: ChatModel | None = None) -> None:
         self.name = name
-        reader = ExtractiveReader(library.embedder, Analyzer())
+        reader = ExtractiveReader(library.embedder, Analyzer(), stored=library.sentences)
         self.searcher = _TimedSearcher(library, settings.agents, reader, model)
         self.graph = AgentGraph(library, settings=settings, model=model, executor=LocalExecutor(self.searcher))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 from sqlalchemy import delete, insert, select
@@ -136,5 +137,6 @@ def backfill(store: Store, collection_id: int) -> int:
 def _columns(rows: Sequence[Sequence[int]], n: int) -> tuple[np.ndarray, ...]:
     if not rows:
         return tuple(np.zeros(0, np.int64) for _ in range(n))
-    array = np.asarray(rows, dtype=np.int64)  # (rows, n)
+    # flattened first: numpy reads a list of SQLAlchemy rows item by item, ~100x slower
+    array = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=len(rows) * n).reshape(-1, n)
     return tuple(array[:, i] for i in range(n))

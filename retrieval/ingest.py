@@ -22,6 +22,7 @@ from quarry.retrieval.embedder import SentenceEmbedder
 from quarry.retrieval.errors import DocumentError, UnsupportedTypeError
 from quarry.retrieval.indexes import CollectionIndex
 from quarry.retrieval.loaders import load_file, media_type_for
+from quarry.retrieval.sentence_store import embed_sentences
 from quarry.retrieval.storage import PreparedDocument, Store
 
 
@@ -164,11 +165,17 @@ class Ingestor:
         self._mark(collection_id, [doc.source for doc, _ in batch], DocumentStatus.EMBEDDING)
         texts = [c.context_text for _, chunks in batch for c in chunks]
         vectors = self.embedder.encode(texts)
+        sentences = (
+            embed_sentences(self.embedder.encode, [c.text for _, chunks in batch for c in chunks])
+            if self.settings.sentence_vectors
+            else None
+        )
         prepared: list[PreparedDocument] = []
         offset = 0
         for doc, chunks in batch:
-            prepared.append(PreparedDocument(doc, chunks, vectors[offset : offset + len(chunks)]))
-            offset += len(chunks)
+            end = offset + len(chunks)
+            prepared.append(PreparedDocument(doc, chunks, vectors[offset:end], sentences and sentences[offset:end]))
+            offset = end
         results = self.store.write_documents(collection_id, prepared)
         removed = {cid for r in results for cid in r.removed_chunk_ids}
         added = [cid for r in results for cid in r.chunk_ids]

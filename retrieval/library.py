@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import shutil
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -24,8 +25,11 @@ from quarry.retrieval.ingest import FileItem, Ingestor, ProgressCallback
 from quarry.retrieval.loaders import iter_files
 from quarry.retrieval.pipeline import HybridRetriever, SearchMode
 from quarry.retrieval.rerank import CrossEncoderReranker
+from quarry.retrieval.sentence_store import SentenceVectors
 from quarry.retrieval.sparse import Analyzer
 from quarry.retrieval.storage import DEFAULT_TENANT, CollectionRow, Store, validate_collection_name
+
+_SENTENCE_CACHE = 10_000  # chunks whose stored sentences a process keeps decoded (~8 KB each)
 
 
 class Library:
@@ -51,6 +55,10 @@ class Library:
         self._graphs: dict[int, tuple[int, PassageGraph]] = {}  # collection id -> (version, graph)
         self._graph_lock = threading.Lock()
         self._chunker: Chunker | None = None
+        # chunk id -> its stored sentences; ids are never reused and a chunk never changes, so
+        # an entry is never stale (a tenant's view shares the cache: ids are global)
+        self._sentences: OrderedDict[int, SentenceVectors] = OrderedDict()
+        self._sentences_lock = threading.Lock()
         self.tenant = DEFAULT_TENANT
 
     def for_tenant(self, tenant: str) -> Library:
@@ -219,6 +227,26 @@ class Library:
         return self.retriever.search(
             index, query, k or self.settings.search.default_k, allowed, search_mode, rerank, reorder, graph
         )
+
+    def sentences(self, chunk_ids: list[int]) -> dict[int, SentenceVectors]:
+        """The candidate sentences and embeddings ingest stored for those chunks that have
+        them (the extractive reader's lookup), from a bounded cache or the database."""
+        out: dict[int, SentenceVectors] = {}
+        with self._sentences_lock:
+            for cid in chunk_ids:
+                if (hit := self._sentences.get(cid)) is not None:
+                    self._sentences.move_to_end(cid)
+                    out[cid] = hit
+        missing = [cid for cid in chunk_ids if cid not in out]
+        if missing:
+            found = self.store.sentences(missing, self.embedder.dimension)
+            with self._sentences_lock:
+                for cid, data in found.items():
+                    self._sentences[cid] = data
+                while len(self._sentences) > _SENTENCE_CACHE:
+                    self._sentences.popitem(last=False)
+            out.update(found)
+        return out
 
     def graph(self, name: str) -> PassageGraph:
         """The collection's passage graph, rebuilt from the database when the collection

@@ -147,6 +147,7 @@ class PreparedDocument:
     doc: SourceDocument
     chunks: list[Chunk]
     embeddings: np.ndarray  # (len(chunks), dim) float32
+    sentences: list[SentenceVectors] | None = None  # per chunk, when ingest.sentence_vectors is on
 
 
 @dataclass(frozen=True)
@@ -350,6 +351,8 @@ class Store:
         from quarry.retrieval.graph_store import ChunkText, write_graph
 
         write_graph(s, collection_id, row.id, doc.title, [ChunkText(c.id, c.text, c.heading) for c in chunk_rows])
+        if item.sentences is not None:
+            write_sentences(s, [c.id for c in chunk_rows], item.sentences)
         return WriteResult(row.id, [c.id for c in chunk_rows], removed, replaced)
 
     def record_failure(self, collection_id: int, source: str, media_type: str, error: str) -> None:
@@ -535,6 +538,11 @@ class Store:
             ids = s.scalars(query).all()
             return np.fromiter(ids, dtype=np.int64, count=len(ids))
 
+    def sentences(self, ids: Iterable[int], dimension: int) -> dict[int, SentenceVectors]:
+        """The candidate sentences stored at ingest for those chunks that have them."""
+        with self.session() as s:
+            return read_sentences(s, ids, dimension)
+
     def document_text(self, document_id: int) -> str:
         with self.session() as s:
             row = s.get(DocumentRow, document_id)
@@ -589,5 +597,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-# The passage-graph rows belong to this metadata too; imported last, since they subclass Base.
+# The passage-graph and sentence rows belong to this metadata too; imported last, since they
+# subclass Base.
 from quarry.retrieval import graph_tables  # noqa: E402, F401
+from quarry.retrieval.sentence_store import SentenceVectors, read_sentences, write_sentences  # noqa: E402

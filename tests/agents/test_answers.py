@@ -13,13 +13,13 @@ import pytest
 
 from quarry.agents.graph import AgentGraph
 from quarry.agents.reader import ExtractiveReader
-from quarry.agents.text import is_fragment, near_duplicate, split_sentences
 from quarry.agents.writer import EXTRACTIVE_NOTE, NOT_FOUND
 from quarry.core.settings import IngestSettings
 from quarry.core.types import Answer, Evidence, SourceDocument
 from quarry.retrieval.embedder import SentenceEmbedder
 from quarry.retrieval.library import Library
 from quarry.retrieval.loaders import load_bytes, text_document
+from quarry.retrieval.sentences import is_fragment, near_duplicate, split_sentences
 from quarry.retrieval.sparse import Analyzer
 from tests.conftest import make_settings
 

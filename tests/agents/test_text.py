@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from quarry.agents.text import is_fragment, near_duplicate, prose_sentences, quantity_spans, split_sentences
+from quarry.agents.text import quantity_spans
+from quarry.retrieval.sentences import is_fragment, near_duplicate, prose_sentences, split_sentences
 
 DOC = """## Searching
 

@@ -32,6 +32,7 @@ from quarry.retrieval.storage import Base, Store, make_engine
 from tests.conftest import drop_schema, make_settings
 
 GRAPH = {"graph_entities", "graph_mentions", "graph_subjects"}
+SENTENCES = {"chunk_sentences"}
 LEGACY = {"collections", "documents", "chunks", "jobs", "job_uploads", "api_keys"}
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -176,14 +177,16 @@ def test_upgrade_keeps_rows_adds_the_graph_and_cascades(url: str, engine: Engine
     assert _tables(engine) == LEGACY
     ids = _fill(engine)
 
-    assert migrate.upgrade(engine) == migrate.head() == "0002_passage_graph"
+    assert migrate.upgrade(engine) == migrate.head() == "0003_chunk_sentences"
     assert migrate.current(engine) == migrate.head()
-    assert _tables(engine) == LEGACY | GRAPH
+    assert _tables(engine) == LEGACY | GRAPH | SENTENCES
     _check_filled(url, ids)
 
     meta = MetaData()
     meta.reflect(engine)
-    entities, mentions, subjects = (meta.tables[n] for n in ("graph_entities", "graph_mentions", "graph_subjects"))
+    entities, mentions, subjects, sentences = (
+        meta.tables[n] for n in ("graph_entities", "graph_mentions", "graph_subjects", "chunk_sentences")
+    )
     coll, doc, chunk = ids["collection"], ids["document"], ids["chunk"]
     with engine.begin() as conn:
         entity = conn.execute(
@@ -192,9 +195,11 @@ def test_upgrade_keeps_rows_adds_the_graph_and_cascades(url: str, engine: Engine
         conn.execute(mentions.insert().values(chunk_id=chunk, entity_id=entity, collection_id=coll))
         conn.execute(subjects.insert().values(document_id=doc, entity_id=entity, collection_id=coll))
         assert conn.scalar(select(mentions.c.count)) == 1  # the server default
+        conn.execute(sentences.insert().values(chunk_id=chunk, spans=[[0, 5]], prose=True, vectors=b"\x01" * 4, scales=b"\0" * 4))
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM chunks WHERE id = :id"), {"id": chunk})
         assert conn.scalar(select(func.count()).select_from(mentions)) == 0
+        assert conn.scalar(select(func.count()).select_from(sentences)) == 0
         assert conn.scalar(select(func.count()).select_from(subjects)) == 1
         conn.execute(text("DELETE FROM documents WHERE id = :id"), {"id": doc})
         assert conn.scalar(select(func.count()).select_from(subjects)) == 0
@@ -231,7 +236,7 @@ def test_a_database_made_before_migrations_is_adopted(url: str, engine: Engine, 
     store = Store(url)
     try:
         assert migrate.current(store.engine) == migrate.head()
-        assert _tables(store.engine) == LEGACY | GRAPH
+        assert _tables(store.engine) == LEGACY | GRAPH | SENTENCES
         assert [c.name for c in store.collections()] == ["old"]
         assert store.collection_version(store.collection("old").id) == 3
     finally:
@@ -374,7 +379,7 @@ def test_processes_starting_at_once_all_succeed(url: str, engine: Engine, tmp_pa
     results = [child.communicate(timeout=120) for child in children]
     assert [child.returncode for child in children] == [0, 0, 0], [err for _, err in results]
     assert migrate.current(engine) == migrate.head()
-    assert _tables(engine) == LEGACY | GRAPH
+    assert _tables(engine) == LEGACY | GRAPH | SENTENCES
 
 
 def test_auto_upgrade_off_refuses_an_old_database(url: str, engine: Engine, tmp_path: Path) -> None:
@@ -401,12 +406,12 @@ def test_db_commands(url: str, engine: Engine, tmp_path: Path, monkeypatch: pyte
         return result.exit_code, result.stdout + result.stderr
 
     try:
-        assert run("current") == (0, "none (head is 0002_passage_graph: run `quarry db upgrade`)\n")
+        assert run("current") == (0, "none (head is 0003_chunk_sentences: run `quarry db upgrade`)\n")
         assert run("upgrade", "--revision", INITIAL) == (0, "database upgraded from nothing to 0001_initial\n")
         assert migrate.current(engine) == INITIAL
-        assert run("upgrade") == (0, "database upgraded from 0001_initial to 0002_passage_graph\n")
-        assert run("upgrade") == (0, "database already at 0002_passage_graph\n")
-        assert run("current") == (0, "0002_passage_graph (head)\n")
+        assert run("upgrade") == (0, "database upgraded from 0001_initial to 0003_chunk_sentences\n")
+        assert run("upgrade") == (0, "database already at 0003_chunk_sentences\n")
+        assert run("current") == (0, "0003_chunk_sentences (head)\n")
         code, output = run("upgrade", "-r", "nope")
         assert code == 1 and "unknown schema revision 'nope'" in output
     finally:
