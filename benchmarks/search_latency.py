@@ -77,8 +77,11 @@ class SyntheticCorpus:
         return self.text(int(self.rng.integers(len(self.centres))), int(self.rng.integers(3, 9)), topical=0.6)
 
 
-def write_collection(library: Any, name: str, corpus: SyntheticCorpus, chunks: int, per_doc: int) -> None:
-    """Write `chunks` synthetic chunks (`per_doc` per document) straight into the store."""
+def write_collection(
+    library: Any, name: str, corpus: SyntheticCorpus, chunks: int, per_doc: int, keep: list[Any] | None = None
+) -> None:
+    """Write `chunks` synthetic chunks (`per_doc` per document) straight into the store;
+    `keep` collects (chunk ids, vectors) of every batch (for the exact search of the recall check)."""
     from quarry.core.types import Chunk
     from quarry.retrieval import text_document
     from quarry.retrieval.storage import PreparedDocument
@@ -110,7 +113,10 @@ def write_collection(library: Any, name: str, corpus: SyntheticCorpus, chunks: i
         written += n
         doc_no += 1
         if len(batch) == 200 or written == chunks:
-            library.store.write_documents(collection_id, batch)
+            results = library.store.write_documents(collection_id, batch)
+            if keep is not None:
+                ids = np.concatenate([np.asarray(r.chunk_ids, dtype=np.int64) for r in results])
+                keep.append((ids, np.concatenate([p.embeddings for p in batch])))
             batch = []
 
 
@@ -140,10 +146,21 @@ def bench_size(size: int, corpus: SyntheticCorpus, embedder: Any, args: Any) -> 
     queries = [corpus.query() for _ in range(args.queries)]
     vectors = dict(zip(warmup + queries, embedder.encode(warmup + queries), strict=True))
     with temp_data_dir(f"latency-{size}") as data_dir:
-        settings = Settings(storage={"data_dir": data_dir})
+        index_settings = {
+            k: v
+            for k, v in {
+                "approximate_threshold": args.approximate_threshold,
+                "large_threshold": args.large_threshold,
+                "ivf_nprobe": args.nprobe,
+                "large_nprobe": args.large_nprobe,
+            }.items()
+            if v is not None
+        }
+        settings = Settings(storage={"data_dir": data_dir}, index=index_settings)
         library = Library(settings, embedder=embedder)
+        kept: list[Any] | None = [] if args.recall_queries else None
         with Stopwatch() as write:
-            write_collection(library, "bench", corpus, size, args.chunks_per_doc)
+            write_collection(library, "bench", corpus, size, args.chunks_per_doc, kept)
         say(f"{size}: rows written in {write.seconds:.1f}s; building indexes")
         with Stopwatch() as build:  # the first search opens the collection and reconciles
             library.search("bench", warmup[0], k=args.k)
@@ -153,6 +170,11 @@ def bench_size(size: int, corpus: SyntheticCorpus, embedder: Any, args: Any) -> 
             f"{size}: {info.index_kind} index, {len(manifest['segments'])} BM25 segment(s), "
             f"built in {build.seconds:.1f}s"
         )
+        index = library._index(info.id)
+        recall = approximate_recall(index.dense, kept, corpus, args) if kept is not None else None
+        kept = None  # the copy of the vectors goes before the timing
+        memory = resident_memory(index, Path(data_dir) / "indexes" / str(info.id), manifest)
+        say(f"{size}: " + ", ".join(f"{k} {v}" for k, v in memory.items()))
         replay = Library(settings, embedder=ReplayEmbedder(embedder, vectors))
         measure(library, replay, "bench", warmup, args.k)
         times = measure(library, replay, "bench", queries, args.k)
@@ -166,6 +188,51 @@ def bench_size(size: int, corpus: SyntheticCorpus, embedder: Any, args: Any) -> 
         "write_seconds": write.seconds,
         "index_build_seconds": build.seconds,
         "latency": {mode: latency_summary(t) for mode, t in times.items()},
+        "approximate_recall_at_10": recall,
+        "memory": memory,
+    }
+
+
+def approximate_recall(dense: Any, kept: list[Any], corpus: SyntheticCorpus, args: Any) -> float | None:
+    """Mean share of the exact top 10 that the collection's index returns, for query vectors
+    drawn like the chunk vectors (near a topic centre); None for an exact (flat) index."""
+    if dense.kind == "flat":
+        return None
+    from quarry.retrieval.dense import DenseIndex
+
+    exact = DenseIndex(dense.dimension, approximate_threshold=10**12)
+    for ids, vectors in kept:
+        exact.add(ids, vectors)
+    kept.clear()
+    topics = corpus.rng.integers(len(corpus.centres), size=args.recall_queries)
+    found = []
+    for t in topics:
+        q = corpus.vectors(int(t), 1)[0]
+        want = set(exact.search(q, 10)[0].tolist())
+        found.append(len(want & set(dense.search(q, 10)[0].tolist())) / 10)
+    recall = float(np.mean(found))
+    say(f"{dense.kind} recall@10 against exact search: {recall:.3f} ({args.recall_queries} queries)")
+    return recall
+
+
+def resident_memory(index: Any, directory: Path, manifest: dict[str, Any]) -> dict[str, str]:
+    """The process's resident memory now and at its peak, and the index files' sizes."""
+    import resource
+
+    def mib(n: float) -> str:
+        return f"{n / 2**20:,.0f} MiB"
+
+    rss = next(
+        int(line.split()[1]) * 1024
+        for line in Path("/proc/self/status").read_text().splitlines()
+        if line.startswith("VmRSS:")
+    )
+    bm25 = sum(f.stat().st_size for f in (directory / "bm25").rglob("*") if f.is_file())
+    return {
+        "process_rss": mib(rss),
+        "process_peak_rss": mib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024),
+        "faiss_file": mib((directory / manifest["dense"]).stat().st_size),
+        "bm25_files": mib(bm25),
     }
 
 
@@ -182,6 +249,16 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10, help="Hits per search.")
     parser.add_argument("--chunks-per-doc", type=int, default=10, help="Chunks of each synthetic document.")
     parser.add_argument("--topics", type=int, default=200, help="Topics of the synthetic corpus.")
+    parser.add_argument("--approximate-threshold", type=int, default=None, help="index.approximate_threshold.")
+    parser.add_argument("--large-threshold", type=int, default=None, help="index.large_threshold (ivf-sq8).")
+    parser.add_argument("--nprobe", type=int, default=None, help="index.ivf_nprobe.")
+    parser.add_argument("--large-nprobe", type=int, default=None, help="index.large_nprobe.")
+    parser.add_argument(
+        "--recall-queries",
+        type=int,
+        default=200,
+        help="Query vectors for the approximate index's recall@10 against exact search (0: skip).",
+    )
     args = parser.parse_args()
     quiet_environment()
     apply_threads(args.threads)
@@ -207,6 +284,10 @@ def main() -> None:
                 r["bm25_segments"],
                 f"{r['write_seconds']:.1f}",
                 f"{r['index_build_seconds']:.1f}",
+                "exact" if r["approximate_recall_at_10"] is None else f"{r['approximate_recall_at_10']:.3f}",
+                r["memory"]["process_rss"],
+                r["memory"]["faiss_file"],
+                r["memory"]["bm25_files"],
             ]
         )
         for mode in ROWS:
@@ -223,7 +304,18 @@ def main() -> None:
             )
     print_table(
         "Synthetic collections",
-        ["chunks", "documents", "dense index", "bm25 segments", "rows written s", "index build s"],
+        [
+            "chunks",
+            "documents",
+            "dense index",
+            "bm25 segments",
+            "rows written s",
+            "index build s",
+            "recall@10 vs exact",
+            "process RSS",
+            "FAISS file",
+            "BM25 files",
+        ],
         builds,
     )
     print_table(
