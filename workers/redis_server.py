@@ -34,7 +34,8 @@ def redis_binary() -> str:
 
 class EmbeddedRedis:
     """A redis-server process on 127.0.0.1 with append-only persistence under `directory`
-    (private to its owner). It gets SIGTERM when the process that started it dies, and a
+    (private to its owner). It gets SIGTERM when the thread that started it ends (Linux's
+    parent-death signal: start it from a thread that lives as long as it should), and a
     lock file (`redis.pid`, held by the server itself) stops a second server on the same
     directory while the first lives."""
 
