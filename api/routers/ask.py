@@ -37,6 +37,7 @@ async def search(
 @router.post("/{name}/ask", response_model=AnswerOut, responses=error_responses(502))
 async def ask(name: CollectionName, body: AskRequest, services: ServicesDep, principal: PrincipalDep) -> AnswerOut:
     check_scope(principal, name)
+    await asyncio.to_thread(services.library.for_tenant(principal.tenant).collection, name)  # 404 first
     question = check_question(body.question, services.settings.search.max_query_chars)
     async with services.ask_slots:
         answer = await services.agent(principal.tenant).ask(name, question)
@@ -56,10 +57,10 @@ async def ask_stream(
     line (`: ping`) every `service.sse_ping_s` keeps the stream open while the planner
     thinks. A client that goes away stops the run."""
     check_scope(principal, name)
-    question = check_question(body.question, services.settings.search.max_query_chars)
     agent = services.agent(principal.tenant)
     # fail before streaming when the collection or question is bad: a plain HTTP error
     agent.library.collection(name)
+    question = check_question(body.question, services.settings.search.max_query_chars)
     agent.library.retriever.validate(question)
 
     async def events() -> AsyncIterator[dict[str, str]]:
