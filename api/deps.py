@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Path, Request, status
 
 from quarry.api.keys import Principal
-from quarry.api.schemas import MIN_QUESTION_CHARS, NAME_PATTERN, NAME_RULE
+from quarry.api.schemas import MIN_QUESTION_CHARS, NAME_PATTERN, NAME_RULE, check_name
 from quarry.api.services import Services
 from quarry.workers.jobs import JobInfo, JobNotFoundError
 
@@ -40,6 +40,11 @@ def get_principal(
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"}
         )
+    if x_quarry_tenant:
+        try:
+            check_name(x_quarry_tenant)
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"X-Quarry-Tenant: {exc}") from None
     if principal.admin and x_quarry_tenant:
         principal = principal.model_copy(update={"tenant": x_quarry_tenant})
     return principal

@@ -14,8 +14,23 @@ from quarry.core.types import Citation, Evidence, Hit, PlanNode
 # Tenant and collection names, everywhere (the X-Quarry-Tenant header, keys, paths, bodies);
 # the same rule as retrieval's collection names.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-NAME_RULE = "1-64 letters, digits, '_', '-' or '.', starting with a letter or digit"
-Name = Annotated[str, Field(min_length=1, max_length=64, pattern=NAME_PATTERN, description=NAME_RULE)]
+NAME_RULE = (
+    "1-64 letters, digits, '_', '-' or '.', starting with a letter or digit; not null, none or undefined "
+    "(what a client sends for a missing value)"
+)
+RESERVED_NAMES = frozenset({"null", "none", "undefined"})
+
+
+def check_name(value: str) -> str:
+    """A tenant or collection name is not a word clients write for a missing value."""
+    if value.casefold() in RESERVED_NAMES:
+        raise ValueError(f"{value!r} is not a name: {NAME_RULE}")
+    return value
+
+
+Name = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=NAME_PATTERN, description=NAME_RULE), AfterValidator(check_name)
+]
 MIN_QUESTION_CHARS = 3  # what the planner accepts as a question (PlanNode.question)
 
 

@@ -224,7 +224,9 @@ def test_a_scoped_key_still_sees_its_own_collections(world: World) -> None:
     assert set(a1.values()) | set(world.ids["a2"].values()) <= {j["id"] for j in everything}
 
 
-@pytest.mark.parametrize("tenant", ["/", "", " ", "a b", "../x", "x" * 65, "-leading", "über", "a\tb"])
+@pytest.mark.parametrize(
+    "tenant", ["/", "", " ", "a b", "../x", "x" * 65, "-leading", "über", "a\tb", "null", "None", "undefined"]
+)
 def test_tenant_names_follow_one_pattern(world: World, tenant: str) -> None:
     r = world.call("admin", "GET", "/v1/collections", headers={"X-Quarry-Tenant": tenant.encode()})
     if tenant.strip():  # an empty header is no header: the admin's own tenant
@@ -237,6 +239,7 @@ def test_tenant_names_follow_one_pattern(world: World, tenant: str) -> None:
 
 def test_collection_names_follow_the_same_pattern(world: World) -> None:
     assert world.call("admin", "POST", "/v1/collections", json={"name": "bad name"}).status_code == 422
+    assert world.call("admin", "POST", "/v1/collections", json={"name": "null"}).status_code == 422
     assert world.call("admin", "POST", "/v1/collections/bad%20name/search", json={"query": "x"}).status_code == 422
     r = world.call("admin", "POST", "/v1/research", json={"collection": "../a1", "topic": "x"})
     assert r.status_code == 422
