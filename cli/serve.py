@@ -70,10 +70,9 @@ def serve(
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # the model loads from site-packages: no bar to watch
-    hf_logging.set_verbosity_error()
+    # the model loads from site-packages: no progress bar to watch, here or in the worker
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     data = settings.storage.data_dir
     make_private(data)
     logs = data / "logs"
