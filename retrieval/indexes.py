@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -30,6 +31,7 @@ from quarry.retrieval.dense import DenseIndex
 from quarry.retrieval.errors import IndexCorruptError
 from quarry.retrieval.sparse import Analyzer, SparseIndex
 
+log = logging.getLogger("quarry.retrieval")
 FetchVectors = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 FetchTexts = Callable[[np.ndarray], list[str]]
 
@@ -99,14 +101,16 @@ class CollectionIndex:
         stamp = (st.st_mtime_ns, st.st_size)
         if stamp == self._manifest_stamp:
             return False
+        problem: Exception | None = None
         for _ in range(3):  # a concurrent save may remove the files we were about to read
             try:
                 self._load_manifest()
                 self._manifest_stamp = stamp
                 return True
-            except (FileNotFoundError, IndexCorruptError):
-                continue
+            except (FileNotFoundError, IndexCorruptError) as exc:
+                problem = exc
         # unreadable files: start empty and let the owner rebuild from the database
+        log.warning("index files in %s cannot be read (%s); rebuilding them from the database", self.directory, problem)
         self.dense, self.sparse, self.generation = self._empty_dense(), self._empty_sparse(), 0
         self._manifest_stamp = stamp
         self.needs_reconcile = True
@@ -137,7 +141,7 @@ class CollectionIndex:
             db_version = int(manifest.get("db_version", -1))
         except (FileNotFoundError, IndexCorruptError):
             raise
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, RuntimeError) as exc:
+        except Exception as exc:  # whatever numpy, faiss, bm25s or pickle raise on a damaged file
             raise IndexCorruptError(f"unreadable index files in {self.directory}: {exc!r}") from exc
         self.dense, self.sparse, self.generation = dense, sparse, gen
         self._previous_segments = segments

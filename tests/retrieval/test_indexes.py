@@ -46,6 +46,15 @@ def _manifest_wrong_types(directory: Path) -> None:
     (directory / "manifest.json").write_text(json.dumps({**m, "generation": "x", "segments": 7}))
 
 
+def _manifest_not_an_object(directory: Path) -> None:
+    (directory / "manifest.json").write_text("[1, 2]")
+
+
+def _pickled_bm25_ids(directory: Path) -> None:
+    for segment in _manifest(directory)["segments"]:
+        np.save(directory / "bm25" / segment / "ids.npy", np.array([object()], dtype=object), allow_pickle=True)
+
+
 def _truncated_manifest(directory: Path) -> None:
     (directory / "manifest.json").write_text('{"generation": 2, "dense"')
 
@@ -67,6 +76,8 @@ CORRUPTIONS: list[Callable[[Path], None]] = [
     _missing_tombstones,
     _manifest_without_keys,
     _manifest_wrong_types,
+    _manifest_not_an_object,
+    _pickled_bm25_ids,
     _truncated_manifest,
     _garbage_faiss,
     _garbage_bm25,
@@ -75,7 +86,7 @@ CORRUPTIONS: list[Callable[[Path], None]] = [
 
 @pytest.mark.parametrize("corrupt", CORRUPTIONS, ids=[c.__name__.strip("_") for c in CORRUPTIONS])
 def test_unreadable_index_files_are_rebuilt_from_the_database(
-    settings: Settings, embedder: SentenceEmbedder, corrupt: Callable[[Path], None]
+    settings: Settings, embedder: SentenceEmbedder, corrupt: Callable[[Path], None], caplog: pytest.LogCaptureFixture
 ) -> None:
     lib = Library(settings, embedder=embedder)
     lib.ingest_documents(
@@ -99,6 +110,7 @@ def test_unreadable_index_files_are_rebuilt_from_the_database(
         assert hits[0].document == "penguins"
         assert "puffins" not in {h.document for h in again.search("kb", "puffins nest cliffs", k=5)}
     again.close()
+    assert any("rebuilding them from the database" in r.getMessage() for r in caplog.records)  # said, not hidden
 
     healed = Library(settings, embedder=embedder)  # the rebuild was saved: files readable again
     index = healed._index(healed.collection("kb").id, reconcile=False)
