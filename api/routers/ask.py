@@ -66,18 +66,28 @@ async def ask_stream(
     async def events() -> AsyncIterator[dict[str, str]]:
         # on a disconnect EventSourceResponse cancels this generator; closing the run's
         # stream then cancels the run itself
+        ended = False  # a `done` or `error` event was sent
         try:
             run = cast(AsyncGenerator[Event, None], agent.stream(name, question))  # an async generator
             async with services.ask_slots, aclosing(run):
                 async for event in run:
+                    ended = ended or event.type in ("done", "error")
                     yield {"event": event.type, "data": event.model_dump_json()}
         except QuarryError as exc:
-            error = {**ErrorEvent(message=str(exc)).model_dump(), "status": status_for(exc)}
-            yield {"event": "error", "data": json.dumps(error)}
+            yield _error(str(exc), status_for(exc))
+            return
         except Exception as exc:  # the status line is sent: the client must still learn the run failed
             log.exception("answer stream failed")
-            error = {**ErrorEvent(message=f"internal error: {type(exc).__name__}").model_dump(), "status": 500}
-            yield {"event": "error", "data": json.dumps(error)}
+            yield _error(f"internal error: {type(exc).__name__}", 500)
+            return
+        if not ended:  # the run stopped without saying why: a client waiting for `done` must not hang
+            log.error("the answer stream for collection %r ended without done or error", name)
+            yield _error("the run stopped before it had an answer (an internal error; see the server's log)", 500)
 
     # "\n" line ends (the response's `sep` applies to dicts): the framing clients already read
     return EventSourceResponse(events(), ping=services.settings.service.sse_ping_s, sep="\n")
+
+
+def _error(message: str, status: int) -> dict[str, str]:
+    """An `error` event: the message and the HTTP status the error would have had."""
+    return {"event": "error", "data": json.dumps({**ErrorEvent(message=message).model_dump(), "status": status})}

@@ -1,0 +1,61 @@
+"""The answer stream always ends with `done` or `error`: a run that fails with an
+unexpected exception after the 200 status line still tells the client (the real app through
+FastAPI's TestClient, a real collection, a scripted model whose writer has a bug)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from quarry.api.app import create_app
+from quarry.api.keys import KeyStore
+from quarry.api.services import Services
+from quarry.core.chat import Completion, Message, StreamChunk
+from quarry.retrieval.embedder import SentenceEmbedder
+from quarry.retrieval.library import Library
+from quarry.retrieval.loaders import text_document
+from quarry.workers.jobs import JobStore
+from tests.agents.scripted import ScriptedModel
+from tests.conftest import make_settings
+
+ADMIN = "qk_admin_stream_errors_0123456789"
+QUESTION = "What is green tea made from?"
+
+
+class BrokenWriter(ScriptedModel):
+    """Plans and reads as scripted; writing fails with an error no layer expects."""
+
+    async def complete(self, messages: Sequence[Message], **kwargs: Any) -> Completion:
+        if self._role(messages) == "write":
+            raise RuntimeError("a bug in the writer")
+        return await super().complete(messages, **kwargs)
+
+    async def stream(self, messages: Sequence[Message], **kwargs: Any) -> AsyncIterator[StreamChunk]:
+        raise RuntimeError("a bug in the writer")
+        yield  # an async generator
+
+
+def test_a_run_that_fails_unexpectedly_ends_the_stream_with_an_error_event(
+    tmp_path: Path, embedder: SentenceEmbedder
+) -> None:
+    settings = make_settings(tmp_path, service={"admin_key": ADMIN})
+    library = Library(settings, embedder=embedder)
+    library.ingest_documents("kb", [text_document("Green tea is made from leaves of Camellia sinensis.", "tea.md")])
+    plan = {"ops": [{"op": "add_node", "id": "a", "question": QUESTION, "parents": []}]}
+    model = BrokenWriter(plan, {QUESTION: "leaves"})
+    engine = library.store.engine
+    services = Services(settings, library, JobStore(engine), KeyStore(engine), celery=None, model=model)
+    with TestClient(create_app(settings, services)) as client:
+        r = client.post(
+            "/v1/collections/kb/ask/stream", json={"question": QUESTION}, headers={"Authorization": f"Bearer {ADMIN}"}
+        )
+    library.close()
+    assert r.status_code == 200
+    events = [line.split(": ", 1)[1] for line in r.text.splitlines() if line.startswith("event: ")]
+    data = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: ")]
+    assert events[0] == "plan" and events[-1] == "error", events
+    assert data[-1]["status"] == 500 and "internal error" in data[-1]["message"]
