@@ -9,6 +9,7 @@ arrives while the model is idle is embedded at once, so a lone query pays nothin
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -64,55 +65,70 @@ class _Query:
     event: threading.Event = field(default_factory=threading.Event)
     vector: np.ndarray | None = None
     error: BaseException | None = None
-    lead: bool = False
+    slots: int = 0  # batch slots this query holds (a query may be handed one while it has one)
 
 
 class MicroBatcher:
     """Embeds single texts submitted from many threads in small batches.
 
-    The first text to arrive while nothing is running is embedded at once, alone. Texts that
-    arrive while a batch runs queue; when it ends, the oldest queued one leads the next batch:
-    it waits until `window_s` after its own arrival (or until `max_batch` are queued), then
+    Up to `parallel` batches run at once (one per core the small-batch encode uses). A text
+    that arrives while fewer are running is embedded at once, alone. Texts that arrive while
+    all are running queue; when one ends, the oldest queued text leads the next batch: it
+    waits until `window_s` after its own arrival (or until `max_batch` are queued), then
     embeds up to `max_batch` queued texts in one call. No thread loops serving others: each
     batch's leader returns with its own vector once it has handed leadership on.
     """
 
-    def __init__(self, encode: Callable[[list[str]], np.ndarray], window_s: float, max_batch: int) -> None:
+    def __init__(
+        self, encode: Callable[[list[str]], np.ndarray], window_s: float, max_batch: int, parallel: int = 1
+    ) -> None:
         self._encode = encode
         self.window_s = window_s
         self.max_batch = max_batch
+        self.parallel = parallel
         self._cond = threading.Condition()
         self._pending: list[_Query] = []
-        self._busy = False
+        self._running = 0  # batches being embedded (or led) now
         self.batches: list[int] = []  # sizes of the batches run (recent ones; for tests and stats)
 
     def encode_one(self, text: str) -> np.ndarray:
         me = _Query(text, time.monotonic())
         with self._cond:
             self._pending.append(me)
-            if self._busy:
+            if self._running >= self.parallel:
                 self._cond.notify_all()  # a leader waiting for company may now have a full batch
             else:
-                self._busy = me.lead = True
-        immediate = me.lead
-        while me.vector is None and me.error is None:
-            if me.lead:
-                self._lead(me, wait=not immediate)
+                self._running += 1
+                me.slots = 1
+        wait = not me.slots  # a query that found a free slot is embedded at once
+        while True:
+            if me.slots:  # checked first: a slot handed to this query must be used or released
+                self._lead(me, wait)
+            elif me.vector is not None or me.error is not None:
+                break
             else:
                 me.event.wait()
                 me.event.clear()
+                wait = True
         if me.error is not None:
             raise me.error
         assert me.vector is not None
         return me.vector
 
     def _lead(self, me: _Query, wait: bool) -> None:
+        """Run one batch that includes `me` (or release the slot when another leader took
+        `me` along), then hand the slot to the oldest queued query, if any."""
         with self._cond:
+            me.slots -= 1
             deadline = me.arrived + self.window_s
             while wait and len(self._pending) < self.max_batch and (left := deadline - time.monotonic()) > 0:
                 self._cond.wait(left)
-            batch = self._pending[: self.max_batch]
-            del self._pending[: self.max_batch]
+            if me not in self._pending:  # another leader took it along: wait for its result
+                self._running -= 1
+                return
+            self._pending.remove(me)
+            batch = [me, *self._pending[: self.max_batch - 1]]
+            del self._pending[: self.max_batch - 1]
         try:
             vectors = self._encode([q.text for q in batch])
             for q, v in zip(batch, vectors, strict=True):
@@ -124,9 +140,9 @@ class MicroBatcher:
             self.batches = [*self.batches[-999:], len(batch)]
             successor = self._pending[0] if self._pending else None
             if successor is None:
-                self._busy = False
+                self._running -= 1
             else:
-                successor.lead = True
+                successor.slots += 1
         for q in batch:
             if q is not me:
                 q.event.set()
@@ -147,8 +163,11 @@ class SentenceEmbedder:
         self._layout: Any = None  # the ONNX path's ModelLayout
         self._load_lock = threading.Lock()
         s = self.settings
+        # micro-batches run on the few-texts path (embedding.query_threads each), as many at
+        # once as the cores allow
+        parallel = max(1, (os.cpu_count() or 1) // s.query_threads) if s.query_threads else 1
         self.batcher = (
-            MicroBatcher(self._encode_some, s.query_batch_window_ms / 1000, s.query_batch_size)
+            MicroBatcher(self._encode_queries, s.query_batch_window_ms / 1000, s.query_batch_size, parallel)
             if s.query_batch_window_ms > 0
             else None
         )
@@ -242,8 +261,13 @@ class SentenceEmbedder:
             return np.ascontiguousarray(self.batcher.encode_one(texts[0])[None, :])
         return self._encode_some(texts, batch_size)
 
-    def _encode_some(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
-        small = len(texts) <= 8
+    def _encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode_some(texts, small=True)
+
+    def _encode_some(
+        self, texts: Sequence[str], batch_size: int | None = None, small: bool | None = None
+    ) -> np.ndarray:
+        small = len(texts) <= 8 if small is None else small
         if self.backend != "torch":
             return self._onnx_encoder(small).encode(texts, batch_size or self.settings.batch_size)
         if small and self.settings.query_threads:

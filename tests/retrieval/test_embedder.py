@@ -84,7 +84,7 @@ def test_an_error_reaches_every_query_of_the_batch() -> None:
         for f in rest:
             with pytest.raises(RuntimeError, match="model failed"):
                 f.result(5)
-    assert not batcher._busy
+    assert batcher._running == 0
     with pytest.raises(RuntimeError):  # usable afterwards (this encode fails too, alone and at once)
         batcher.encode_one("e")
 
@@ -165,3 +165,24 @@ def test_onnx_backend_refuses_an_unsupported_model(onnx_cache: Path, tmp_path: P
     odd = SentenceEmbedder(EmbeddingSettings(model=str(model), backend="onnx"), cache_dir=onnx_cache)
     with pytest.raises(ConfigurationError, match="Transformer"):
         odd.encode(["hello"])
+
+
+def test_parallel_batches_each_query_gets_its_own_vector_once() -> None:
+    """Two batches at once (two cores): many threads, every query answered exactly once."""
+    calls: list[list[str]] = []
+    lock = threading.Lock()
+
+    def encode(texts: list[str]) -> np.ndarray:
+        with lock:
+            calls.append(list(texts))
+        time.sleep(0.002)
+        return np.array([[float(len(t)), 0.0] for t in texts], dtype=np.float32)
+
+    batcher = MicroBatcher(encode, window_s=0.001, max_batch=8, parallel=2)
+    texts = [f"q{'x' * i}" for i in range(200)]
+    with ThreadPoolExecutor(32) as pool:
+        vectors = list(pool.map(batcher.encode_one, texts))
+    assert [v[0] for v in vectors] == [float(len(t)) for t in texts]
+    assert sorted(sum(calls, [])) == sorted(texts)  # each embedded once
+    assert max(map(len, calls)) <= 8 and len(calls) < len(texts)  # batched
+    assert batcher._running == 0 and not batcher._pending
