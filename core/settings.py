@@ -291,6 +291,13 @@ class ServiceSettings(_Section):
     health_cache_s: float = Field(
         30.0, ge=0, le=3600, description="A worker count seen this recently still counts when a health ping is slow."
     )
+    ingest_batch_jobs: int = Field(
+        16,
+        ge=1,
+        le=1000,
+        description="An ingest worker takes up to this many queued jobs of one collection together (one index "
+        "write); 1 runs each alone.",
+    )
     restart_backoff_max_s: float = Field(
         30.0, ge=1, le=3600, description="`quarry serve` restarts a dead redis-server or worker after at most this."
     )

@@ -165,6 +165,30 @@ class JobStore:
                 s.add(UploadRow(job_id=row.id, ordinal=i, source=source, data=data))
             return _info(row)
 
+    def upload_sources(self, job_id: str) -> list[str]:
+        with self._sessions() as s:
+            rows = s.scalars(select(UploadRow.source).where(UploadRow.job_id == job_id).order_by(UploadRow.ordinal))
+            return list(rows)
+
+    def queued_siblings(self, job: JobInfo, limit: int) -> list[JobInfo]:
+        """Other queued jobs of the same kind, tenant and collection, oldest first: an ingest
+        worker takes them along, so that many small jobs make one index write."""
+        with self._sessions() as s:
+            rows = s.scalars(
+                select(JobRow)
+                .where(
+                    JobRow.kind == job.kind,
+                    JobRow.tenant == job.tenant,
+                    JobRow.collection == job.collection,
+                    JobRow.status == JobStatus.QUEUED.value,
+                    JobRow.cancel_requested.is_(False),
+                    JobRow.id != job.id,
+                )
+                .order_by(JobRow.created_at)
+                .limit(limit)
+            )
+            return [_info(r) for r in rows]
+
     def uploads(self, job_id: str) -> list[tuple[str, bytes]]:
         with self._sessions() as s:
             rows = s.execute(
@@ -248,14 +272,20 @@ class JobStore:
             raise JobLostError(f"job {claim.job_id}: attempt {claim.attempt} lapsed and was handed over")
 
     def finish(
-        self, claim: Claim, status: JobStatus, result: dict[str, Any] | None = None, error: str | None = None
+        self,
+        claim: Claim,
+        status: JobStatus,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+        done: int | None = None,
     ) -> bool:
-        """End the job, only if `claim` still holds it."""
+        """End the job, only if `claim` still holds it (and record `done`, if given)."""
+        values: dict[str, Any] = {"status": status.value, "result": result, "error": error}
+        if done is not None:
+            values["done"] = done
         with self._sessions.begin() as s:
             res = s.execute(
-                update(JobRow)
-                .where(self._held(claim))
-                .values(status=status.value, result=result, error=error, updated_at=_now(), heartbeat_at=_now())
+                update(JobRow).where(self._held(claim)).values(**values, updated_at=_now(), heartbeat_at=_now())
             )
             return bool(res.rowcount)  # type: ignore[attr-defined]
 

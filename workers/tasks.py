@@ -87,22 +87,24 @@ class Runtime:
 
 
 @contextmanager
-def heartbeat(jobs: JobStore, claim: Claim, every_s: float) -> Iterator[None]:
-    """Keep a running job's lease fresh from a side thread while its task works."""
+def heartbeat(jobs: JobStore, claims: Claim | list[Claim], every_s: float) -> Iterator[None]:
+    """Keep running jobs' leases fresh from a side thread while their task works."""
     stop = threading.Event()
+    held = [claims] if isinstance(claims, Claim) else list(claims)
 
     def beat() -> None:
-        while not stop.wait(every_s):
-            try:
-                jobs.heartbeat(claim)
-            except JobCancelledError:
-                pass  # the task notices at its next progress report
-            except JobLostError:
-                return  # handed to another worker: the task stops at its next progress report
-            except TRANSIENT:
-                pass  # the next beat tries again; a lapsed lease only hands the job over
+        while held and not stop.wait(every_s):
+            for claim in list(held):
+                try:
+                    jobs.heartbeat(claim)
+                except JobCancelledError:
+                    pass  # the task notices at its next progress report
+                except JobLostError:
+                    held.remove(claim)  # handed to another worker: the task stops at its next report
+                except TRANSIENT:
+                    pass  # the next beat tries again; a lapsed lease only hands the job over
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-{claim.job_id[:8]}", daemon=True)
+    thread = threading.Thread(target=beat, name=f"heartbeat-{held[0].job_id[:8] if held else ''}", daemon=True)
     thread.start()
     try:
         yield
@@ -162,41 +164,130 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     def ingest_job(self: Task, job_id: str) -> str:
         def body(job: Any, beat: Any) -> dict[str, Any]:
             library = runtime.library.for_tenant(job.tenant)
-
-            last = [0.0]
-
-            def progress(p: Any) -> None:
-                now = time.monotonic()
-                if now - last[0] >= 0.5 or p.items_done >= job.total:  # at most two writes a second
-                    last[0] = now
-                    beat(done=p.items_done, total=job.total)
-
             if job.params.get("paths"):  # files on this machine (`quarry serve --ingest`)
                 files = [(Path(p), source) for p, source in job.params["paths"]]
-                report = library.ingest_files(job.collection, files, progress)
-            elif job.params.get("documents"):
-                from quarry.retrieval.loaders import text_document
+                report = library.ingest_files(job.collection, files, _progress(job, beat))
+                return _ingested(library, job, report, None, 1)
+            batch = _take_siblings(job)
+            sources = {j.id: _sources(j) for j in (job, *(sibling for _, sibling in batch))}
+            sibling_beats = [_sibling_beat(claim) for claim, _ in batch]
 
-                docs = [text_document(d["text"], d["name"], d.get("title")) for d in job.params["documents"]]
-                # the API made the collection when it accepted the job: one deleted since stays deleted
-                report = library.ingest_documents(job.collection, docs, progress, create=False, track_status=True)
-            else:
-                with tempfile.TemporaryDirectory(prefix="quarry-upload-") as tmp:
-                    files = []
-                    for i, (source, data) in enumerate(runtime.jobs.uploads(job.id)):
-                        path = Path(tmp) / f"{i}{Path(source).suffix}"  # our own name, never the client's
-                        path.write_bytes(data)
-                        files.append((path, source))
-                    report = library.ingest_files(job.collection, files, progress, create=False)
-            runtime.jobs.drop_uploads(job.id)
-            if job.collection in settings.memory.precompute_collections and settings.llm.backend == "hf":
-                changed = set(report.added) | set(report.replaced)
-                for doc in library.documents(job.collection):
-                    if doc.source in changed:
-                        app.send_task("quarry.precompute_context", args=[job.tenant, job.collection, doc.id])
-            return dict(report.model_dump(mode="json"))
+            def beat_all(**progress: Any) -> None:
+                beat(**progress)
+                for sibling_beat in sibling_beats:
+                    sibling_beat()
+
+            try:
+                items = sum(j.total for j in (job, *(sibling for _, sibling in batch)))
+                with heartbeat(runtime.jobs, [claim for claim, _ in batch], lease / 4):
+                    report = _ingest_staged(
+                        library, [job, *(sibling for _, sibling in batch)], _progress(job, beat_all, items)
+                    )
+            except BaseException:
+                for claim, _ in batch:  # run alone next time (the sweep sends them again)
+                    with suppress(*TRANSIENT):
+                        runtime.jobs.release(claim)
+                raise
+            size = len(batch) + 1
+            for claim, sibling in batch:
+                result = _ingested(library, sibling, report, sources[sibling.id] if batch else None, size)
+                # not if it was lost or cancelled meanwhile
+                runtime.jobs.finish(claim, JobStatus.SUCCEEDED, result=result, done=sibling.total)
+            return _ingested(library, job, report, sources[job.id] if batch else None, size)
 
         return run_job(job_id, body)
+
+    def _progress(job: Any, beat: Any, items: int | None = None) -> Any:
+        """Progress of `items` input items (the job's own, unless it runs in a batch), at most
+        two writes a second."""
+        last = [0.0]
+        items = job.total if items is None else items
+
+        def progress(p: Any) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 0.5 or p.items_done == items:
+                last[0] = now
+                beat(done=min(p.items_done, job.total), total=job.total)
+
+        return progress
+
+    def _sources(job: Any) -> set[str]:
+        if job.params.get("documents"):
+            return {str(d["name"]) for d in job.params["documents"]}
+        return set(runtime.jobs.upload_sources(job.id))
+
+    def _take_siblings(job: Any) -> list[tuple[Claim, Any]]:
+        """Claim queued ingest jobs of the same collection and input kind whose documents
+        differ from those already taken (a later version of a document waits its turn)."""
+        limit = settings.service.ingest_batch_jobs - 1
+        if limit < 1:
+            return []
+        taken = _sources(job)
+        batch: list[tuple[Claim, Any]] = []
+        for sibling in runtime.jobs.queued_siblings(job, limit):
+            if bool(sibling.params.get("documents")) != bool(job.params.get("documents")) or sibling.params.get(
+                "paths"
+            ):
+                continue
+            sources = _sources(sibling)
+            if sources & taken:
+                continue
+            claim = runtime.jobs.claim(sibling.id, runtime.name, lease, attempts)
+            if claim is not None:
+                taken |= sources
+                batch.append((claim, runtime.jobs.get(sibling.id)))
+        return batch
+
+    def _sibling_beat(claim: Claim) -> Any:
+        """Keep a taken job's lease; one that was cancelled or lost meanwhile is just not
+        finished by this batch (its documents are ingested all the same)."""
+
+        def beat() -> None:
+            with suppress(JobCancelledError, JobLostError, *TRANSIENT):
+                runtime.jobs.heartbeat(claim)
+
+        return beat
+
+    def _ingest_staged(library: Any, batch: list[Any], progress: Any) -> Any:
+        """One ingestion (one index write) of the documents of every job in `batch`."""
+        first = batch[0]
+        if first.params.get("documents"):
+            from quarry.retrieval.loaders import text_document
+
+            docs = [
+                text_document(d["text"], d["name"], d.get("title")) for job in batch for d in job.params["documents"]
+            ]
+            # the API made the collection when it accepted the job: one deleted since stays deleted
+            return library.ingest_documents(first.collection, docs, progress, create=False, track_status=True)
+        with tempfile.TemporaryDirectory(prefix="quarry-upload-") as tmp:
+            files = []
+            for j, job in enumerate(batch):
+                for i, (source, data) in enumerate(runtime.jobs.uploads(job.id)):
+                    path = Path(tmp) / f"{j}-{i}{Path(source).suffix}"  # our own name, never the client's
+                    path.write_bytes(data)
+                    files.append((path, source))
+            return library.ingest_files(first.collection, files, progress, create=False)
+
+    def _ingested(library: Any, job: Any, report: Any, mine: set[str] | None, size: int) -> dict[str, Any]:
+        """The job's own part of the report (`mine`: its sources, when it ran in a batch of
+        `size` jobs); its staged files go, and long documents get their fixed context
+        precomputed where configured."""
+        runtime.jobs.drop_uploads(job.id)
+        result = dict(report.model_dump(mode="json"))
+        if mine is not None:
+            for key in ("added", "replaced", "unchanged"):
+                result[key] = [s for s in result[key] if s in mine]
+            for key in ("failed", "skipped"):
+                result[key] = [f for f in result[key] if f["source"] in mine]
+            counts = {d.source: d.chunk_count for d in library.documents(job.collection)}
+            result["chunks"] = sum(counts.get(s, 0) for s in result["added"] + result["replaced"])
+            result["batch_jobs"] = size
+        if job.collection in settings.memory.precompute_collections and settings.llm.backend == "hf":
+            changed = set(result["added"]) | set(result["replaced"])
+            for doc in library.documents(job.collection):
+                if doc.source in changed:
+                    app.send_task("quarry.precompute_context", args=[job.tenant, job.collection, doc.id])
+        return result
 
     @app.task(name="quarry.research_job", bind=True, autoretry_for=TRANSIENT, retry_backoff=True, max_retries=3)
     def research_job(self: Task, job_id: str) -> str:

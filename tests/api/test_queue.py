@@ -100,3 +100,32 @@ def test_waiting_jobs_are_not_sent_again_lost_ones_are_and_the_queue_is_bounded(
     finally:
         queue.close()
         stop_live(live)
+
+
+def test_small_ingest_jobs_waiting_together_are_ingested_as_one_batch(
+    tmp_path: Path, fresh_redis: Callable[[], str]
+) -> None:
+    live = start_live(tmp_path, fresh_redis())
+    try:
+        live.kill_worker(live.workers[0], signal.SIGTERM)
+        with live.client() as c:
+            ids = [c.post("/v1/collections/kb/documents/text", json=_docs(f"d{i}.txt")).json()["id"] for i in range(5)]
+            newer = {"documents": [{"name": "d0.txt", "text": "d0.txt now says that granite cools slower."}]}
+            again = c.post("/v1/collections/kb/documents/text", json=newer).json()["id"]
+            live.start_worker("ingest")
+            jobs = {job_id: live.wait_job(c, job_id) for job_id in [*ids, again]}
+            assert all(j["status"] == "succeeded" and j["done"] == j["total"] == 1 for j in jobs.values()), jobs
+            results = {job_id: c.get(f"/v1/jobs/{job_id}").json()["result"] for job_id in jobs}
+            assert max(r.get("batch_jobs", 1) for r in results.values()) >= 2  # several ran as one
+            for i, job_id in enumerate(ids):  # each job reports its own document only
+                assert results[job_id]["added"] == [f"d{i}.txt"], results[job_id]
+                assert results[job_id]["chunks"] >= 1
+            # the newer version of d0.txt was not taken into d0.txt's batch: it replaced it after
+            assert results[again]["replaced"] == ["d0.txt"], results[again]
+            docs = c.get("/v1/collections/kb/documents").json()
+            assert sorted(d["source"] for d in docs) == [f"d{i}.txt" for i in range(5)]
+            assert all(d["status"] == "indexed" for d in docs)
+            hits = c.post("/v1/collections/kb/search", json={"query": "granite cools slower", "k": 1}).json()
+            assert hits["hits"][0]["document"] == "d0.txt"
+    finally:
+        stop_live(live)
