@@ -11,13 +11,19 @@ from fastapi.routing import APIRoute
 
 from quarry.api.deps import PrincipalDep, ServicesDep, WriterDep, check_scope
 from quarry.api.routers.jobs import job_out
-from quarry.api.schemas import CollectionCreate, CollectionOut, JobOut, TextDocuments
+from quarry.api.schemas import CollectionCreate, CollectionOut, JobOut, TextDocuments, error_responses
 from quarry.api.uploads import bounded_request, read_uploads
 from quarry.core.types import DocumentInfo
 from quarry.retrieval.errors import CollectionNotFoundError
 from quarry.retrieval.loaders import media_type_for, safe_source_name
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"])
+
+# Beyond what every keyed route may answer (401, 403, 404, 422; api.errors.document_errors):
+# 409 a collection that exists; 503 a collection embedded with another model than the
+# configured one (ConfigurationError), or no job queue; 429 a full queue; 400/413/415 uploads.
+EMBEDDED = error_responses(503)
+QUEUED = error_responses(409, 429, 503)
 
 
 def _out(info: Any) -> CollectionOut:
@@ -30,7 +36,7 @@ def _out(info: Any) -> CollectionOut:
     )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=CollectionOut)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=CollectionOut, responses=error_responses(409))
 def create_collection(body: CollectionCreate, services: ServicesDep, principal: WriterDep) -> CollectionOut:
     if not principal.may_see(body.name):
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"this API key may not create collection {body.name!r}")
@@ -120,6 +126,7 @@ router.add_api_route(
     methods=["POST"],
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobOut,
+    responses={**QUEUED, **error_responses(400, 413, 415)},
     route_class_override=_BoundedUploadRoute,
 )
 
@@ -134,7 +141,7 @@ def _collection_for_upload(library: Any, name: str, create: bool) -> Any:
         return library.collection(name)
 
 
-@router.post("/{name}/documents/text", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut)
+@router.post("/{name}/documents/text", status_code=status.HTTP_202_ACCEPTED, response_model=JobOut, responses=QUEUED)
 def add_text_documents(name: str, body: TextDocuments, services: ServicesDep, principal: WriterDep) -> JobOut:
     """Queue documents given as JSON text."""
     check_scope(principal, name)
@@ -153,13 +160,13 @@ def add_text_documents(name: str, body: TextDocuments, services: ServicesDep, pr
     return job_out(job)
 
 
-@router.get("/{name}/documents", response_model=list[DocumentInfo])
+@router.get("/{name}/documents", response_model=list[DocumentInfo], responses=EMBEDDED)
 def list_documents(name: str, services: ServicesDep, principal: PrincipalDep) -> list[DocumentInfo]:
     check_scope(principal, name)
     return services.library.for_tenant(principal.tenant).documents(name)
 
 
-@router.get("/{name}/documents/{document_id}")
+@router.get("/{name}/documents/{document_id}", responses=EMBEDDED)
 def get_document(
     name: str,
     document_id: int,
@@ -178,7 +185,7 @@ def get_document(
     return {**info.model_dump(mode="json"), "text": text[start or 0 : end if end is not None else len(text)]}
 
 
-@router.delete("/{name}/documents/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{name}/documents/{document_id}", status_code=status.HTTP_204_NO_CONTENT, responses=EMBEDDED)
 def delete_document(name: str, document_id: int, services: ServicesDep, principal: WriterDep) -> Response:
     check_scope(principal, name)
     services.library.for_tenant(principal.tenant).delete_document(name, document_id)
