@@ -56,6 +56,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _aware(value: datetime) -> datetime:
+    """Timestamps are stored in UTC; SQLite gives them back without a zone, so one is added."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 class Base(DeclarativeBase):
     """The one metadata of every table Quarry keeps (jobs and API keys included: their rows
     subclass it in quarry.workers.jobs and quarry.api.keys). Tables are created and changed
@@ -391,7 +396,13 @@ class Store:
                 .order_by(DocumentRow.source)
             ).all()
             name = coll.name if coll else ""
-            return [DocumentInfo(collection=name, **r._asdict()) for r in rows]
+            return [
+                DocumentInfo(
+                    collection=name,
+                    **{**r._asdict(), "created_at": _aware(r.created_at), "updated_at": _aware(r.updated_at)},
+                )
+                for r in rows
+            ]
 
     def find_document(self, collection_id: int, key: str | int) -> DocumentRow:
         """A document by id or by source name."""
