@@ -288,10 +288,13 @@ class Library:
         if manifest.exists():
             import json
 
+            # unreadable, not JSON, or not an object: "unknown" (opening the index rebuilds it)
             try:
-                return str(json.loads(manifest.read_text()).get("dense_kind", "flat"))
-            except ValueError:
+                data = json.loads(manifest.read_text())
+            except (OSError, ValueError):
                 return "unknown"
+            kind = data.get("dense_kind", "flat") if isinstance(data, dict) else None
+            return kind if isinstance(kind, str) else "unknown"
         return "flat"
 
     def _index(self, collection_id: int, reconcile: bool = True) -> CollectionIndex:
