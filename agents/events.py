@@ -53,9 +53,13 @@ class Done(BaseModel):
 
 
 class ErrorEvent(BaseModel):
+    """A node failed (`node_id` set), or the run itself ended with an error (`error`: the
+    exception's type, as in the API's error bodies)."""
+
     type: Literal["error"] = "error"
     message: str
     node_id: str | None = None
+    error: str | None = None
 
 
 Event = Annotated[

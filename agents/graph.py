@@ -11,6 +11,7 @@ running nodes are cancelled and the answer is written from the evidence gathered
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ from quarry.core.types import Answer, Evidence, NodeState, PlanNode
 from quarry.retrieval.fusion import reciprocal_rank_fusion
 from quarry.retrieval.library import Library
 from quarry.retrieval.sparse import Analyzer
+
+log = logging.getLogger("quarry.agents")
 
 
 class RunState(TypedDict, total=False):
@@ -138,7 +141,10 @@ class AgentGraph:
             try:
                 await self.ask(collection, question, emit)
             except QuarryError as exc:
-                await queue.put(ErrorEvent(message=str(exc)))
+                await queue.put(ErrorEvent(message=str(exc), error=type(exc).__name__))
+            except Exception as exc:  # a bug: logged, and the stream still ends with `error`
+                log.exception("the run on collection %r failed", collection)
+                await queue.put(ErrorEvent(message=f"internal error: {type(exc).__name__}", error=type(exc).__name__))
             finally:
                 await queue.put(None)
 

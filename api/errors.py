@@ -46,6 +46,18 @@ def status_for(exc: Exception) -> int:
     return next((code for kind, code in STATUS if isinstance(exc, kind)), 500)
 
 
+def status_named(name: str | None) -> int:
+    """The status of a Quarry error known by its type's name only (the `error` of an agent's
+    error event); 500 for any other name."""
+    kinds: list[type[Exception]] = [QuarryError]
+    while kinds:
+        kind = kinds.pop()
+        if kind.__name__ == name:
+            return next((code for known, code in STATUS if issubclass(kind, known)), 500)
+        kinds.extend(kind.__subclasses__())
+    return 500
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(QuarryError)
     async def quarry_error(_request: Request, exc: QuarryError) -> JSONResponse:

@@ -14,7 +14,7 @@ from sse_starlette import EventSourceResponse
 
 from quarry.agents.events import ErrorEvent, Event
 from quarry.api.deps import CollectionName, PrincipalDep, ServicesDep, check_question, check_scope
-from quarry.api.errors import status_for
+from quarry.api.errors import status_for, status_named
 from quarry.api.schemas import AnswerOut, AskRequest, SearchRequest, SearchResponse, error_responses
 from quarry.core.errors import QuarryError
 
@@ -71,10 +71,14 @@ async def ask_stream(
             run = cast(AsyncGenerator[Event, None], agent.stream(name, question))  # an async generator
             async with services.ask_slots, aclosing(run):
                 async for event in run:
-                    ended = ended or event.type in ("done", "error")
+                    if isinstance(event, ErrorEvent) and event.node_id is None:  # the run's own end
+                        ended = True
+                        yield _error(event.message, status_named(event.error), event.error)
+                        continue
+                    ended = ended or event.type == "done"
                     yield {"event": event.type, "data": event.model_dump_json()}
         except QuarryError as exc:
-            yield _error(str(exc), status_for(exc))
+            yield _error(str(exc), status_for(exc), type(exc).__name__)
             return
         except Exception as exc:  # the status line is sent: the client must still learn the run failed
             log.exception("answer stream failed")
@@ -88,6 +92,7 @@ async def ask_stream(
     return EventSourceResponse(events(), ping=services.settings.service.sse_ping_s, sep="\n")
 
 
-def _error(message: str, status: int) -> dict[str, str]:
+def _error(message: str, status: int, error: str | None = None) -> dict[str, str]:
     """An `error` event: the message and the HTTP status the error would have had."""
-    return {"event": "error", "data": json.dumps({**ErrorEvent(message=message).model_dump(), "status": status})}
+    event = ErrorEvent(message=message, error=error)
+    return {"event": "error", "data": json.dumps({**event.model_dump(), "status": status})}

@@ -4,15 +4,18 @@ citations; with a scripted model and in extractive mode."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from quarry.agents.events import EventAdapter
+from quarry.agents.events import ErrorEvent, Event, EventAdapter
 from quarry.agents.graph import AgentGraph
 from quarry.agents.research import Researcher
+from quarry.core.chat import Completion, Message, StreamChunk
 from quarry.core.types import NodeState
 from quarry.retrieval.embedder import SentenceEmbedder
 from quarry.retrieval.library import Library
@@ -185,6 +188,38 @@ def test_stream_yields_events_and_errors(library: Library) -> None:
     kinds = asyncio.run(collect("facts"))
     assert kinds[0] == "plan" and kinds[-1] == "done" and "token" in kinds
     assert asyncio.run(collect("missing")) == ["error"]
+
+
+class _BrokenWriter(ScriptedModel):
+    """Plans and reads as scripted; writing fails with an error no layer expects."""
+
+    async def complete(self, messages: Sequence[Message], **kwargs: Any) -> Completion:
+        if self._role(messages) == "write":
+            raise RuntimeError("a bug in the writer")
+        return await super().complete(messages, **kwargs)
+
+    async def stream(self, messages: Sequence[Message], **kwargs: Any) -> AsyncIterator[StreamChunk]:
+        raise RuntimeError("a bug in the writer")
+        yield  # an async generator
+
+
+def test_stream_ends_with_an_error_event_and_logs_an_unexpected_exception(
+    library: Library, caplog: pytest.LogCaptureFixture
+) -> None:
+    question = "When was Big Ben completed?"
+    plan = {"ops": [{"op": "add_node", "id": "a", "question": question, "parents": []}]}
+    agent = _agent(library, _BrokenWriter(plan, {question: "1859"}))
+
+    async def collect() -> list[Event]:
+        return [e async for e in agent.stream("facts", question)]
+
+    with caplog.at_level(logging.ERROR, logger="quarry.agents"):
+        events = asyncio.run(collect())
+    last = events[-1]
+    assert events[0].type == "plan" and isinstance(last, ErrorEvent), [e.type for e in events]
+    assert last.error == "RuntimeError" and last.node_id is None and "internal error" in last.message
+    logged = [r for r in caplog.records if r.name == "quarry.agents" and r.exc_info]
+    assert logged and "a bug in the writer" in str(logged[0].exc_info[1])  # type: ignore[index]
 
 
 def test_research_report_numbers_citations_across_sections(library: Library, tmp_path: Path) -> None:
