@@ -145,12 +145,14 @@ def test_a_user_builds_a_collection_asks_and_runs_research(page: Any, live: Live
     page.wait_for_selector("#job-detail [role=progressbar]")
     page.wait_for_selector("#job-detail .status[data-status=succeeded]", timeout=240_000)
     assert page.locator("#job-detail .report-section").count() >= 1
+    headings = page.locator("#job-detail .report-section h3").all_inner_texts()
+    assert headings[0] == "1. Overview", headings  # a section's title heads it, not its question
     assert page.locator("#job-list .job[data-status=succeeded]").count() == 1
     with page.expect_download() as download:
         page.click("#download-report")
     markdown = Path(download.value.path()).read_text()
     assert markdown.startswith("# Research report: basalt rock and its columns")
-    assert "## References" in markdown
+    assert "## References" in markdown and f"## {headings[0]}" in markdown  # the same headings
     shot(page, "06-research-report")
 
     # a long job: progress and partial sections show while it runs; cancelled, it keeps them

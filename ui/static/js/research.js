@@ -142,7 +142,7 @@ function renderReport(collection, report) {
   const open = (c) => openSource(collection, c, $("#research-source"));
   return [
     ...report.sections.map((s, i) => h("section", { class: "report-section" },
-      h("h3", {}, `${i + 1}. ${s.question}`),
+      h("h3", {}, `${i + 1}. ${s.title || s.question}`),
       h("div", { class: "md" }, renderCited(s.answer, refs, open, `cite-${i}`)),
       ...(s.notes || []).map((n) => h("p", { class: "note" }, n)))),
     refs.length ? h("h3", {}, "References") : null,
