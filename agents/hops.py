@@ -30,6 +30,11 @@ _QUESTION_WORDS = {
     "is", "was", "are", "were", "did", "does", "do", "the", "a", "an", "of", "in", "on", "at", "to", "by", "for",
     "from", "with", "that", "this", "it", "its", "and", "or", "as", "be", "been", "has", "have", "had", "name",
     "named", "called", "year", "there", "than", "into", "s",
+    # the asker and the asking: "How can I ...", "Should my app ..."
+    "i", "me", "my", "we", "us", "our", "you", "your", "can", "could", "should", "would", "may", "might",
+    "will", "shall", "must", "want", "need", "way",
+    # literals of code that read as names
+    "true", "false", "none", "null",
     # comparing words: answered by comparing what each side's page says, not by a hop
     "older", "oldest", "younger", "youngest", "earlier", "earliest", "later", "latest", "first", "last",
     "larger", "largest", "bigger", "biggest", "smaller", "smallest", "longer", "longest", "shorter", "shortest",

@@ -191,7 +191,9 @@ class ExtractiveReader:
         # names compared as analysed terms: "Tesla" is in "Tesla's", "Quickbooks" in "QuickBooks"
         entities = [t for e in question_entities(question) if not _DEMONYM.match(e) and (t := self.analyzer(e))]
         passage_words = [set(self.analyzer(f"{ev.title} {ev.text}")) for ev in evidence]
-        title_terms = [set(self.analyzer(ev.title)) for ev in evidence]
+        # the page title and the headings a passage sits under say what its sentences are about
+        title_terms = [set(self.analyzer(f"{ev.title} {ev.heading}")) for ev in evidence]
+        how_to = _HOW_TO.match(question) is not None
         scored: list[ScoredSentence] = []
         previous: tuple[int, set[str]] = (-1, set())  # the passage and terms of the sentence before
         for (i, start, end, text), sim in zip(candidates, similarity, strict=True):
@@ -204,6 +206,8 @@ class ExtractiveReader:
             overlap = held / len(q_terms) if q_terms else 0.0
             prior = 0.05 / (1 + i)  # retrieval's own ranking, as a tie-breaker
             bonus = _TYPE_BONUS.get(kind, 0.0) if answer_span(question, text, kind=kind) else 0.0
+            if how_to and _CODE.search(text):  # "how do I ...": the sentence naming what to set or call
+                bonus += _HOW_TO_BONUS
             about = not entities or any(_names(e, passage_words[i]) for e in entities)
             score = 0.6 * float(sim) + 0.4 * overlap + prior + bonus
             scored.append(ScoredSentence(text, i, start, end, score, about))
@@ -245,6 +249,10 @@ class ExtractiveReader:
         return chosen
 
 
+_HOW_TO = re.compile(r"^\s*how\s+(?:do|can|could|should|would|to|does|is)\b", re.I)
+# code in a sentence: an inline code span, a snake_case or dotted name, a call, a --flag
+_CODE = re.compile(r"`[^`\n]+`|\b[a-z]+_[a-z_]+\b|\b\w+\.\w+\(|\b\w+\(\)|(?<!\w)--[a-z][\w-]+")
+_HOW_TO_BONUS = 0.06
 _ASKING = re.compile(r"^(who|whom|whose|what|which|where|when|why|how|is|are|was|were|do|does|did|can|could)\b", re.I)
 
 

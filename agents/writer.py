@@ -186,8 +186,17 @@ class Writer:
             if hop_span is not None or last is deepest_first[-1]:
                 break
         if hops and hop.found and (hop_span is not None or span is None):
-            picked = picked[:1]
-            for s in hop.sentences:
+            # with no typed answer to carry it, a hop's sentence must itself bear on the question
+            # asked (not only on the hop's own query): a hop on a side entity quotes nothing
+            bearing = (
+                None
+                if hop_span is not None or not reading.found
+                else {s.text for s in self.reader.supported(self.reader.rank(question, evidence[last.id]))}
+            )
+            kept = [s for s in hop.sentences if bearing is None or s.text in bearing]
+            if kept:
+                picked = picked[:1]
+            for s in kept:
                 if not any(near_duplicate(s.text, p.text) for _, p in picked):
                     picked.append((last, s))
             span = hop_span[1] if hop_span else None

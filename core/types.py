@@ -145,6 +145,7 @@ class Evidence(BaseModel):
     end_char: int
     score: float
     node_id: str | None = None
+    heading: str = Field("", description="Title and heading path the passage sits under.")
 
     @classmethod
     def from_hit(cls, hit: Hit, score: float | None = None, node_id: str | None = None) -> Evidence:
@@ -159,6 +160,7 @@ class Evidence(BaseModel):
             end_char=hit.end_char,
             score=hit.score if score is None else score,
             node_id=node_id,
+            heading=hit.heading,
         )
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from quarry.core.types import Evidence
+from quarry.evals.answer_shape import shape_problems
 from quarry.evals.metrics import (
     choice_accuracy,
     citation_precision,
@@ -83,12 +84,15 @@ def score(
 
 
 def _answer_scores(item: QAItem, prediction: Prediction) -> dict[str, float]:
+    # the answer's form: no lone fragment first, no sentence twice, no markup (answer_shape)
+    form = {"well_formed": 0.0 if shape_problems(item.question, prediction.answer) else 1.0}
     if not item.answers:
-        return {}
+        return form
     short = prediction.short_answer or prediction.answer
     if item.choices:
-        return {"choice": choice_accuracy(short, item.answers, item.choices)}
+        return {**form, "choice": choice_accuracy(short, item.answers, item.choices)}
     return {
+        **form,
         "em": exact_match(short, item.answers),
         "f1": token_f1(short, item.answers),
         "contains": max(contains_answer(prediction.answer, item.answers), contains_answer(short, item.answers)),

@@ -27,6 +27,8 @@ _STOP = {
     "may", "will", "would", "should", "could", "do", "does", "did", "has", "have", "had", "new", "first", "last",
     "january", "february", "march", "april", "june", "july", "august", "september", "october", "november",
     "december", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
+    # literals of code: a name in a capitalised form, naming nothing one could hop to
+    "true", "false", "none", "null",
     # words that often start a sentence without naming anything
     "born", "located", "based", "according", "following", "despite", "today", "later", "early", "several",
     "another", "every", "once", "originally", "currently", "together", "along", "among", "around", "within",

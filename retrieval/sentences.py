@@ -135,7 +135,7 @@ def is_fragment(text: str) -> bool:
     if len(tokens) < 4:
         return True
     first = next((ch for ch in text if ch.isalnum()), "")
-    if first.islower():
+    if first.islower() and not text.startswith("`"):  # "`max_age` - Sets ..." names a parameter
         return True
     ending = text.rstrip().endswith(_TERMINAL)
     if not ending and all(t[0].isupper() or t[0].isdigit() for t in tokens if len(t) > 3):
@@ -164,10 +164,24 @@ def candidate_sentences(text: str) -> tuple[list[Sentence], bool]:
     """The sentences of a passage that can answer a question, and whether they are prose: its
     running prose less the fragments; where it has none (a table, a list of labels), its whole
     sentences of any kind that are not fragments (and False)."""
-    prose = [s for s in prose_sentences(text) if not is_fragment(s.text)]
+    prose = [s for s in _joined(text, prose_sentences(text)) if not is_fragment(s.text)]
     if prose:
         return prose, True
-    return [s for s in split_sentences(text) if not is_fragment(s.text)], False
+    return [s for s in _joined(text, split_sentences(text)) if not is_fragment(s.text)], False
+
+
+def _joined(text: str, sentences: list[Sentence]) -> list[Sentence]:
+    """Sentences with a short tail on the same line joined to the sentence before it: in
+    "`max_age` - Sets how long browsers cache responses. Defaults to `600`." the default is
+    the answer, and alone it is too short to count as a sentence."""
+    out: list[Sentence] = []
+    for s in sentences:
+        prev = out[-1] if out else None
+        if prev is not None and len(WORD.findall(s.text)) < 4 and "\n" not in text[prev.end : s.start]:
+            out[-1] = Sentence(text[prev.start : s.end], prev.start, s.end)
+        else:
+            out.append(s)
+    return out
 
 
 # a sentence that names its subject only by referring back: "It was designed by ...", "The bridge ..."
