@@ -186,12 +186,17 @@ class Writer:
             if hop_span is not None or last is deepest_first[-1]:
                 break
         if hops and hop.found and (hop_span is not None or span is None):
-            # with no typed answer to carry it, a hop's sentence must itself bear on the question
-            # asked (not only on the hop's own query): a hop on a side entity quotes nothing
+            # with no typed answer to carry it, a hop's sentence must hold something the question
+            # still asked after its first passages: a word of the question that the hop searched
+            # for and the first answer did not say (a hop on a side entity quotes nothing)
+            terms = self.reader.analyzer
+            open_words = (set(terms(last.question)) & self.reader.content_terms(question)) - (
+                set(terms(reading.sentences[0].text)) if reading.found else set()
+            )
             bearing = (
                 None
                 if hop_span is not None or not reading.found
-                else {s.text for s in self.reader.supported(self.reader.rank(question, evidence[last.id]))}
+                else {s.text for s in hop.sentences if open_words & set(terms(s.text))}
             )
             kept = [s for s in hop.sentences if bearing is None or s.text in bearing]
             if kept:
