@@ -74,6 +74,39 @@ def timed_encode(embedder: Any, texts: list[str], batch_size: int) -> float:
     return watch.seconds
 
 
+def single_thread_cpu(embedders: dict[str, Any], texts: list[str], batch_size: int, rounds: int) -> dict[str, float]:
+    """CPU seconds per 1,000 texts of each backend on one thread (torch.set_num_threads(1), an
+    ONNX session with one intra-op thread), rounds interleaved, the least kept: on a machine
+    others share, CPU time of one thread is far steadier than wall time."""
+    import time
+
+    import torch
+
+    from quarry.retrieval.embedder import resolve_model
+    from quarry.retrieval.onnx_embed import load_encoder
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    encode: dict[str, Any] = {}
+    for name, e in embedders.items():
+        if e.backend.startswith("torch"):
+            encode[name] = lambda t, e=e: e._encode(t, batch_size)
+        else:
+            one = load_encoder(resolve_model(e.settings.model), e.cache_dir, e.backend == "onnx-int8", threads=1)
+            encode[name] = lambda t, one=one: one.encode(t, batch_size)
+    best: dict[str, float] = {}
+    try:
+        for _ in range(rounds):
+            for name, fn in encode.items():
+                started = time.process_time()
+                fn(texts)
+                used = time.process_time() - started
+                best[name] = min(best.get(name, used), used)
+    finally:
+        torch.set_num_threads(previous)
+    return {name: 1000 * s / len(texts) for name, s in best.items()}
+
+
 def run_quarry(embedder: Any, docs: list[Any]) -> tuple[int, float]:
     """Full `Library.ingest_documents` into a fresh data dir (model already loaded)."""
     from quarry.core.settings import Settings
@@ -115,8 +148,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="Runs of each system; the fastest counts.")
     parser.add_argument("--no-llamaindex", action="store_true", help="Skip the llama-index pipeline.")
     parser.add_argument(
+        "--cpu-rounds",
+        type=int,
+        default=3,
+        help="Interleaved single-thread rounds of CPU time per backend on the first --cpu-texts texts (0: skip).",
+    )
+    parser.add_argument("--cpu-texts", type=int, default=128, help="Texts of each single-thread CPU round.")
+    parser.add_argument(
         "--backends",
-        default="onnx,onnx-int8",
+        default="torch-bf16,onnx,onnx-int8",
         help="Other embedding.backend values whose raw encode of the same texts is timed beside torch's "
         "(comma-separated; '' for none). Their exports are cached in a temporary folder, outside the timing.",
     )
@@ -207,6 +247,15 @@ def main() -> None:
         print(
             f"  {b}: {speedup:.2f}x torch's raw encode; cosine to torch's vectors mean {cosine.mean():.4f}, "
             f"min {cosine.min():.4f}"
+        )
+    if args.cpu_rounds and others:
+        cpu = single_thread_cpu({"torch": embedder, **others}, texts[: args.cpu_texts], batch, args.cpu_rounds)
+        results["single_thread_cpu_s_per_1000"] = cpu
+        print_table(
+            f"One thread, CPU seconds per 1,000 texts (best of {args.cpu_rounds} interleaved rounds, "
+            f"{min(args.cpu_texts, len(texts))} texts)",
+            ["backend", "CPU s / 1,000 texts", "speed-up vs torch"],
+            [[name, f"{v:.1f}", f"{cpu['torch'] / v:.2f}x"] for name, v in cpu.items()],
         )
     ratio = results["systems"]["quarry-ingest"]["ratio_to_raw"]
     results["quarry_ratio"] = ratio

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,7 +216,7 @@ class SentenceEmbedder:
 
     @property
     def dimension(self) -> int:
-        if self.backend != "torch":
+        if self.backend.startswith("onnx"):
             return int(self._onnx_layout().dimension)
         getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         dim = getter()
@@ -225,13 +225,13 @@ class SentenceEmbedder:
 
     @property
     def max_tokens(self) -> int:
-        if self.backend != "torch":
+        if self.backend.startswith("onnx"):
             return int(self._onnx_layout().max_tokens)
         return int(self.model.max_seq_length)
 
     def token_ids(self, text: str) -> list[int]:
         """Token ids without special tokens (the unit chunk sizes are given in)."""
-        if self._tokenizer is None and self.backend != "torch":
+        if self._tokenizer is None and self.backend.startswith("onnx"):
             from tokenizers import Tokenizer
 
             own = Tokenizer.from_file(str(self._onnx_layout().path / "tokenizer.json"))
@@ -268,7 +268,7 @@ class SentenceEmbedder:
         self, texts: Sequence[str], batch_size: int | None = None, small: bool | None = None
     ) -> np.ndarray:
         small = len(texts) <= 8 if small is None else small
-        if self.backend != "torch":
+        if self.backend.startswith("onnx"):
             return self._onnx_encoder(small).encode(texts, batch_size or self.settings.batch_size)
         if small and self.settings.query_threads:
             with _torch_threads(self.settings.query_threads):
@@ -276,11 +276,21 @@ class SentenceEmbedder:
         return self._encode(texts, batch_size)
 
     def _encode(self, texts: Sequence[str], batch_size: int | None) -> np.ndarray:
-        vectors = self.model.encode(
-            list(texts),
-            batch_size=batch_size or self.settings.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        with self._precision():
+            vectors = self.model.encode(
+                list(texts),
+                batch_size=batch_size or self.settings.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def _precision(self) -> AbstractContextManager[Any]:
+        """bfloat16 autocast for `torch-bf16` (matrix products in bf16, layer norms and
+        softmax in float32); nothing for `torch`."""
+        if self.backend != "torch-bf16":
+            return nullcontext()
+        import torch
+
+        return torch.autocast(device_type=self.model.device.type, dtype=torch.bfloat16)

@@ -186,3 +186,11 @@ def test_parallel_batches_each_query_gets_its_own_vector_once() -> None:
     assert sorted(sum(calls, [])) == sorted(texts)  # each embedded once
     assert max(map(len, calls)) <= 8 and len(calls) < len(texts)  # batched
     assert batcher._running == 0 and not batcher._pending
+
+
+def test_torch_bf16_backend_is_close_to_float32(embedder: SentenceEmbedder) -> None:
+    bf16 = SentenceEmbedder(EmbeddingSettings(backend="torch-bf16", device="cpu"))
+    vectors = bf16.encode(TEXTS)
+    assert vectors.dtype == np.float32 and vectors.shape == (len(TEXTS), embedder.dimension)
+    assert (vectors * embedder.encode(TEXTS)).sum(axis=1).min() >= 0.999
+    assert bf16.token_ids(TEXTS[1]) == embedder.token_ids(TEXTS[1])
