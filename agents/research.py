@@ -263,11 +263,12 @@ def _section(
         return f"[{n}]"
 
     text = _unsaid(answer.answer, said)
+    title = section_title(answer.question, topic)
     if not text:
-        text = "Nothing beyond the sections above."
+        text = f"{title}: nothing beyond the sections above."
     text = _MARKER.sub(renumber, text)
     return ReportSection(
-        title=section_title(answer.question, topic),
+        title=title,
         question=answer.question,
         answer=text,
         short_answer=answer.short_answer,
