@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from quarry.agents.reader import answer_kind
+from quarry.agents.reader import answer_kind, focus
 from quarry.agents.writer import EXTRACTIVE_NOTE, NOT_FOUND
 from quarry.retrieval.sentences import WORD, is_fragment, near_duplicate, split_sentences
 
@@ -28,7 +28,8 @@ def shape_problems(question: str, answer: str) -> list[str]:
     problems: list[str] = []
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if len(lines) > 1 and len(WORD.findall(lines[0])) <= _SHORT_LINE_WORDS and is_fragment(lines[0]):
-        if answer_kind(question) == "text":
+        # as the writer reads it: a long question by its last asking clause
+        if answer_kind(question) == answer_kind(focus(question)) == "text":
             problems.append(f"a short answer line the question does not ask for: {lines[0]!r}")
         lines = lines[1:]
     sentences = [s.text for line in lines for s in split_sentences(line)]
