@@ -129,6 +129,44 @@ def parse_comparison(question: str) -> Comparison | None:
     return None
 
 
+_ASKS = r"(?:what|which|who|whom|whose|where|when|why|how|is|are|was|were|does|do|did|can|could|should|will|would)"
+# "..., and which option starts several workers?": a second question joined to the first
+# (not "who" nor a bare auxiliary: "... and who's third album is X", "... and is based where"
+# continue the first question's subject; "and is it ..." asks anew)
+_AND_ASKS = re.compile(
+    r",?\s+and\s+(?=(?:what|which|where|when|why|how)\b|(?:is|are|does|do|can|should)\s+(?:it|they|there|this|that)\b)",
+    re.I,
+)
+_LAST_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+
+
+def question_parts(question: str) -> list[str]:
+    """The questions a question asks at once ("On which address does it listen, and which
+    option starts several workers?"), each standing alone: sentences of context before the
+    asking one, and a clause that leads the first part ("When I start it in production,"),
+    go with every part. One question gives a list of one."""
+    text = question.strip()
+    sentences = _LAST_SENTENCE.split(text)
+    context, asking = " ".join(sentences[:-1]), sentences[-1]
+    pieces = [p.strip(" ,") for p in _AND_ASKS.split(asking)]
+    if len(pieces) < 2 or any(len(p.split()) < 3 for p in pieces) or parse_comparison(text):
+        return [text]
+    if not re.search(rf"^(?:.+?,\s*)?(?:in |on |at |for |with |from |by |to )?{_ASKS}\b", pieces[0], re.I):
+        return [text]  # the first part is no question of its own
+    lead = ""
+    first = pieces[0]
+    clause = re.match(rf"(?P<lead>.+?),\s*(?P<rest>(?:in |on |at |for |with |from |by |to )?{_ASKS}\b.*)$", first, re.I)
+    if clause:
+        lead = clause.group("lead").strip() + ", "
+        pieces[0] = clause.group("rest")
+    parts = []
+    for piece in pieces:
+        body = piece.rstrip("?").strip()
+        body = body[0].upper() + body[1:] if not lead else body
+        parts.append(f"{context} {lead}{body}?".strip())
+    return parts
+
+
 def _strip(entity: str) -> str:
     return entity.strip(" ?,.\"'")
 
@@ -154,10 +192,11 @@ class _Chain:
 
 
 class HeuristicPlanner:
-    """Plans without a model: comparisons become one node per entity, other questions one
-    node. Each branch then follows its chain: a hop searches for a bridge entity that the
-    best passages lead to (chosen through the passage graph, `agents.hops`) together with
-    the branch's terms still open, until none are open, no passage leads anywhere new, or
+    """Plans without a model: comparisons become one node per entity, a question that asks
+    two things at once one node per part (`question_parts`), other questions one node.
+    Each branch then follows its chain: a hop searches for a bridge entity that the best
+    passages lead to (chosen through the passage graph, `agents.hops`) together with the
+    branch's terms still open, until none are open, no passage leads anywhere new, or
     `max_hops` is reached. The first hop of a branch may try `hop_beam` bridges."""
 
     def __init__(
@@ -175,7 +214,7 @@ class HeuristicPlanner:
 
     async def initial(self, question: str) -> PlannerReply:
         comparison = parse_comparison(question)
-        questions = comparison_questions(comparison) if comparison else [question]
+        questions = comparison_questions(comparison) if comparison else question_parts(question)
         ops: list[Op] = [AddNode(id=f"n{i}", question=q) for i, q in enumerate(questions, start=1)]
         return PlannerReply(ops, [], Usage())
 

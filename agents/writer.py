@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from quarry.agents import prompts
 from quarry.agents.events import AnswerToken, Emit
-from quarry.agents.planner import Comparison, parse_comparison
+from quarry.agents.planner import Comparison, parse_comparison, question_parts
 from quarry.agents.reader import ExtractiveReader, ScoredSentence, answer_span, cosine_support, focus
 from quarry.agents.text import capitalised_spans, quantity_spans, years
 from quarry.core.chat import ChatModel, Usage
@@ -150,12 +150,40 @@ class Writer:
             lines = self._contrast(pair, nodes, evidence, cites)
         elif comparison and len(nodes) >= 2:
             lines, short = self._compare(comparison, nodes[:2], evidence, cites)
+        parts = question_parts(question) if lines is None else [question]
+        roots = [n for n in nodes if not n.parents]
+        if lines is None and len(parts) > 1 and len(roots) == len(parts):
+            lines, short = self._parts(parts, roots, nodes, evidence, cites)
         if lines is None:
             lines, short = self._answer(question, nodes, evidence, cites)
         if not lines:
             return Draft(f"{NOT_FOUND}\n\n{EXTRACTIVE_NOTE}", [])
         text = "\n".join(lines) + f"\n\n{EXTRACTIVE_NOTE}"
         return Draft(text, cites.passages, short_answer=short, spans=cites.spans)
+
+    def _parts(
+        self,
+        parts: list[str],
+        roots: list[PlanNode],
+        nodes: list[PlanNode],
+        evidence: dict[str, list[Evidence]],
+        cites: _Citations,
+    ) -> tuple[list[str] | None, str | None]:
+        """A question that asks two things: each part answered from its own branch, in order;
+        a part with no answer says so."""
+        spans: list[str] = []  # the parts' short answers, together on the first line
+        shorts: list[str] = []
+        body: list[str] = []
+        for part, root in zip(parts, roots, strict=True):
+            got, short = self._answer(part, _branch(root, nodes), evidence, cites)
+            if short and got:
+                spans.append(got[0])
+                shorts.append(short)
+                got = got[1:]
+            body.extend(got or [f"{NOT_FOUND.rstrip('.')}: {focus(part)}"])
+        if not shorts and all(NOT_FOUND.lower() in line.lower() for line in body):
+            return None, None
+        return (["; ".join(spans)] if spans else []) + body, "; ".join(shorts) or None
 
     def _answer(
         self, question: str, nodes: list[PlanNode], evidence: dict[str, list[Evidence]], cites: _Citations
@@ -512,3 +540,14 @@ class _Citations:
         self.passages.append(ev)
         self.spans[len(self.passages)] = (sentence.start, sentence.end)
         return f"[{len(self.passages)}]"
+
+
+def _branch(root: PlanNode, nodes: list[PlanNode]) -> list[PlanNode]:
+    """`root` and the nodes that descend from it."""
+    ids = {root.id}
+    out = [root]
+    for node in nodes:  # plan order: parents come before their children
+        if node.id not in ids and any(p in ids for p in node.parents):
+            ids.add(node.id)
+            out.append(node)
+    return out

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from quarry.agents.graph import AgentGraph
+from quarry.agents.planner import question_parts
 from quarry.agents.reader import ExtractiveReader
 from quarry.agents.writer import EXTRACTIVE_NOTE, NOT_FOUND
 from quarry.core.settings import IngestSettings
@@ -195,6 +196,50 @@ def test_a_difference_question_presents_both_sides(library: Library) -> None:
     assert lines[0].lower().startswith("basalt") and lines[1].startswith("Granite"), answer.answer
     assert all(re.search(r"\[\d+\]", line) for line in lines)
     assert_readable(answer)
+
+
+def test_a_question_that_asks_two_things_answers_both(library: Library) -> None:
+    answer = ask(library, "When was the Eiffel Tower completed, and where was Alice Marlow born?")
+    assert [n.question for n in answer.nodes if not n.parents] == [
+        "When was the Eiffel Tower completed?",
+        "Where was Alice Marlow born?",
+    ]
+    text = answer.answer
+    assert "1889" in text and "Whitby" in text, text
+    assert text.index("1889") < text.index("Whitby")  # in the order asked
+    assert_readable(answer)
+
+
+@pytest.mark.parametrize(
+    ("question", "parts"),
+    [
+        (
+            "When I start the app with the CLI, on which address does it listen, and which option starts workers?",
+            [
+                "When I start the app with the CLI, on which address does it listen?",
+                "When I start the app with the CLI, which option starts workers?",
+            ],
+        ),
+        (
+            "The guide uses a settings dependency. Which decorator caches it, and which attribute overrides it?",
+            [
+                "The guide uses a settings dependency. Which decorator caches it?",
+                "The guide uses a settings dependency. Which attribute overrides it?",
+            ],
+        ),
+        (
+            "Which package reads forms, and is it installed by default?",
+            ["Which package reads forms?", "Is it installed by default?"],
+        ),
+        # one question: a relative clause, a continued subject, a pair of names, a comparison
+        ("When was the singer born who is known for her voice and who's third album is Diamond Cut?", None),
+        ("The novel was published by a house that was founded in 2005, and is based where?", None),
+        ("What did Tom and Jerry do?", None),
+        ("Which is older, Alpha or Beta?", None),
+    ],
+)
+def test_question_parts(question: str, parts: list[str] | None) -> None:
+    assert question_parts(question) == (parts or [question])
 
 
 @pytest.mark.parametrize(
