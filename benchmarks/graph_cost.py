@@ -87,9 +87,12 @@ def ingest_cost(paragraphs: list[tuple[str, str, str]], embedder: Any, sentences
         library = Library(
             Settings(storage={"data_dir": data_dir}, ingest={"sentence_vectors": sentences}), embedder=embedder
         )
-        with Timed(graph_store, "write_graph") as graph, Timed(ingest, "embed_sentences") as sent:
-            with Stopwatch() as total:
-                report = library.ingest_documents("bench", docs)
+        with (
+            Timed(graph_store, "write_graph") as graph,
+            Timed(ingest, "embed_sentences") as sent,
+            Stopwatch() as total,
+        ):
+            report = library.ingest_documents("bench", docs)
         with Stopwatch() as load:
             library.graph("bench")
         library.close()

@@ -195,7 +195,9 @@ def test_upgrade_keeps_rows_adds_the_graph_and_cascades(url: str, engine: Engine
         conn.execute(mentions.insert().values(chunk_id=chunk, entity_id=entity, collection_id=coll))
         conn.execute(subjects.insert().values(document_id=doc, entity_id=entity, collection_id=coll))
         assert conn.scalar(select(mentions.c.count)) == 1  # the server default
-        conn.execute(sentences.insert().values(chunk_id=chunk, spans=[[0, 5]], prose=True, vectors=b"\x01" * 4, scales=b"\0" * 4))
+        conn.execute(
+            sentences.insert().values(chunk_id=chunk, spans=[[0, 5]], prose=True, vectors=b"\x01" * 4, scales=b"\0" * 4)
+        )
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM chunks WHERE id = :id"), {"id": chunk})
         assert conn.scalar(select(func.count()).select_from(mentions)) == 0
