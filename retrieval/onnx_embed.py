@@ -211,7 +211,8 @@ def _torch_export(layout: ModelLayout, path: Path) -> np.ndarray:
 
     st = SentenceTransformer(str(layout.path), device="cpu", model_kwargs={"attn_implementation": "eager"})
     reference = st.encode(list(_PROBES), normalize_embeddings=True, convert_to_numpy=True)
-    transformer = st[0].auto_model.eval()
+    first: Any = st[0]  # the Transformer module
+    transformer = first.auto_model.eval()
     with_types = "token_type_ids" in inspect.signature(transformer.forward).parameters
     names = ["input_ids", "attention_mask", "token_type_ids"][: 3 if with_types else 2]
     sample = torch.ones(2, 8, dtype=torch.long)
