@@ -168,7 +168,8 @@ class JobOut(BaseModel):
     partial: dict[str, Any] | None = Field(None, description="Research: the report so far.")
     skipped: list[dict[str, str]] = Field(
         default_factory=list,
-        description="Upload (in the 202 answer): files left out with skip_unsupported, each with the reason.",
+        description="Upload: files left out with skip_unsupported, each with the reason (in the 202 answer and "
+        "in the job's status from then on).",
     )
 
 

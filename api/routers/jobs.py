@@ -46,6 +46,7 @@ def job_out(job: JobInfo, partial: dict[str, Any] | None = None, with_result: bo
         updated_at=job.updated_at,
         result=job.result if with_result else None,
         partial=partial,
+        skipped=list(job.params.get("skipped") or []),  # an upload's files left out, kept with its job
     )
 
 

@@ -97,6 +97,7 @@ def test_skip_unsupported_ingests_the_markdown_of_a_docs_folder(live: Live) -> N
             assert sorted(s["file"] for s in r.json()["skipped"]) == ["docs/css/site.css", "docs/img/image01.png"]
             job = live.wait_job(c, r.json()["id"])
             assert job["status"] == "succeeded" and not job["result"]["failed"]
+            assert sorted(s["file"] for s in job["skipped"]) == ["docs/css/site.css", "docs/img/image01.png"]
         assert _sources(c, "folder") == ["docs/guide/setup.md", "docs/index.md"]
         only_images = _upload(c, "folder", folder[1:3], params={"skip_unsupported": "true"})
         assert only_images.status_code == 422 and "no supported files" in only_images.text
