@@ -67,7 +67,8 @@ class PassageGraph:
         adjacency = sparse.bmat([[None, links], [links.T, None]], format="csr")  # (C+E, C+E)
         out = np.asarray(adjacency.sum(axis=1)).ravel()  # (C+E,)
         inv = np.divide(1.0, out, out=np.zeros_like(out), where=out > 0)
-        self.transition = (sparse.diags(inv) @ adjacency).T.tocsr()  # (C+E, C+E), columns sum to 1
+        # (C+E, C+E), columns sum to 1; float32 halves the memory each walk step reads
+        self.transition = (sparse.diags(inv) @ adjacency).T.tocsr().astype(np.float32)
         self.row_of_chunk = chunk_row
         self.mention = mention.tocsr()
 
@@ -100,11 +101,13 @@ class PassageGraph:
         entity_seeds: Mapping[str, float],
         damping: float = 0.5,
         iterations: int = 30,
-        tolerance: float = 1e-6,
+        tolerance: float = 1e-4,
     ) -> np.ndarray:
         """Stationary visit probabilities of a walk that restarts at the seeds (power
-        iteration). Returns (C,) scores aligned with `chunk_ids`."""
-        reset = np.zeros(self.size)  # (C+E,)
+        iteration, until a step moves less than `tolerance` of the mass: at 1e-4 the top of
+        the ranking is settled, in about 13 steps at damping 0.5 instead of 20 at 1e-6).
+        Returns (C,) scores aligned with `chunk_ids`."""
+        reset = np.zeros(self.size, dtype=np.float32)  # (C+E,)
         for cid, w in chunk_seeds.items():
             row = self.row_of_chunk.get(int(cid))
             if row is not None and w > 0:
