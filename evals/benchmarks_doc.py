@@ -299,8 +299,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         run_standard_evals(args.eval_dir, args.results, args.limit)
-    args.output.write_text(render(args.eval_dir, args.results))
+    kept = hand_written(args.output.read_text()) if args.output.is_file() else ""
+    args.output.write_text(render(args.eval_dir, args.results) + (f"\n{kept}" if kept else ""))
     print(f"wrote {args.output}", file=sys.stderr)
+
+
+HAND_MARK = "<!-- Written by hand"
+
+
+def hand_written(page: str) -> str:
+    """The page's hand-written sections, kept when it is regenerated: from the heading of the
+    first section marked `<!-- Written by hand ... -->` (right under its heading) to the end."""
+    lines = page.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(HAND_MARK):
+            start = max((j for j in range(i) if lines[j].startswith("## ")), default=i)
+            return "\n".join(lines[start:]).rstrip() + "\n"
+    return ""
 
 
 if __name__ == "__main__":

@@ -86,3 +86,14 @@ def test_render_everything_found(tmp_path: Path) -> None:
 def test_render_with_nothing_yet(tmp_path: Path) -> None:
     page = render(tmp_path / "none", tmp_path / "none")
     assert "No eval data found" in page and "No eval runs" in page and "No results" in page
+
+
+def test_regenerating_keeps_the_hand_written_sections(tmp_path: Path) -> None:
+    out = tmp_path / "benchmarks.md"
+    hand = "## Graph cost\n\n<!-- Written by hand (not generated) -->\n\n| mode | p95 |\n|---|---|\n| graph | 33 |\n"
+    out.write_text(render(tmp_path / "none", tmp_path / "none") + "\n" + hand)
+    main(["--eval-dir", str(tmp_path / "none"), "--results", str(tmp_path / "none"), "--output", str(out)])
+    main(["--eval-dir", str(tmp_path / "none"), "--results", str(tmp_path / "none"), "--output", str(out)])
+    page = out.read_text()
+    assert page.endswith(hand) and page.count("## Graph cost") == 1
+    assert page.startswith(render(tmp_path / "none", tmp_path / "none"))
