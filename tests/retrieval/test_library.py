@@ -311,3 +311,11 @@ def test_two_machines_share_one_database(tmp_path: Path, embedder: SentenceEmbed
         drop_schema(a.store.engine)
         for lib in machines:
             lib.close()
+
+
+def test_a_data_directory_made_by_the_library_is_private(tmp_path: Path, embedder: SentenceEmbedder) -> None:
+    library = Library(make_settings(tmp_path / "new"), embedder=embedder)
+    try:
+        assert (tmp_path / "new" / ".quarry").stat().st_mode & 0o077 == 0
+    finally:
+        library.close()
