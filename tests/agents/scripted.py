@@ -88,3 +88,16 @@ class ScriptedModel:
 
     async def aclose(self) -> None:
         return None
+
+
+class BrokenWriter(ScriptedModel):
+    """Plans and reads as scripted; writing fails with an error no layer expects."""
+
+    async def complete(self, messages: Sequence[Message], **kwargs: Any) -> Completion:
+        if self._role(messages) == "write":
+            raise RuntimeError("a bug in the writer")
+        return await super().complete(messages, **kwargs)
+
+    async def stream(self, messages: Sequence[Message], **kwargs: Any) -> AsyncIterator[StreamChunk]:
+        raise RuntimeError("a bug in the writer")
+        yield  # an async generator

@@ -6,21 +6,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from quarry.agents.events import ErrorEvent, Event, EventAdapter
 from quarry.agents.graph import AgentGraph
 from quarry.agents.research import Researcher
-from quarry.core.chat import Completion, Message, StreamChunk
 from quarry.core.types import NodeState
 from quarry.retrieval.embedder import SentenceEmbedder
 from quarry.retrieval.library import Library
 from quarry.retrieval.loaders import text_document
-from tests.agents.scripted import ScriptedModel
+from tests.agents.scripted import BrokenWriter, ScriptedModel
 from tests.conftest import make_settings
 
 FACTS = {
@@ -190,25 +188,12 @@ def test_stream_yields_events_and_errors(library: Library) -> None:
     assert asyncio.run(collect("missing")) == ["error"]
 
 
-class _BrokenWriter(ScriptedModel):
-    """Plans and reads as scripted; writing fails with an error no layer expects."""
-
-    async def complete(self, messages: Sequence[Message], **kwargs: Any) -> Completion:
-        if self._role(messages) == "write":
-            raise RuntimeError("a bug in the writer")
-        return await super().complete(messages, **kwargs)
-
-    async def stream(self, messages: Sequence[Message], **kwargs: Any) -> AsyncIterator[StreamChunk]:
-        raise RuntimeError("a bug in the writer")
-        yield  # an async generator
-
-
 def test_stream_ends_with_an_error_event_and_logs_an_unexpected_exception(
     library: Library, caplog: pytest.LogCaptureFixture
 ) -> None:
     question = "When was Big Ben completed?"
     plan = {"ops": [{"op": "add_node", "id": "a", "question": question, "parents": []}]}
-    agent = _agent(library, _BrokenWriter(plan, {question: "1859"}))
+    agent = _agent(library, BrokenWriter(plan, {question: "1859"}))
 
     async def collect() -> list[Event]:
         return [e async for e in agent.stream("facts", question)]

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,29 +15,15 @@ from quarry.api.app import create_app
 from quarry.api.errors import status_named
 from quarry.api.keys import KeyStore
 from quarry.api.services import Services
-from quarry.core.chat import Completion, Message, StreamChunk
 from quarry.retrieval.embedder import SentenceEmbedder
 from quarry.retrieval.library import Library
 from quarry.retrieval.loaders import text_document
 from quarry.workers.jobs import JobStore
-from tests.agents.scripted import ScriptedModel
+from tests.agents.scripted import BrokenWriter
 from tests.conftest import make_settings
 
 ADMIN = "qk_admin_stream_errors_0123456789"
 QUESTION = "What is green tea made from?"
-
-
-class BrokenWriter(ScriptedModel):
-    """Plans and reads as scripted; writing fails with an error no layer expects."""
-
-    async def complete(self, messages: Sequence[Message], **kwargs: Any) -> Completion:
-        if self._role(messages) == "write":
-            raise RuntimeError("a bug in the writer")
-        return await super().complete(messages, **kwargs)
-
-    async def stream(self, messages: Sequence[Message], **kwargs: Any) -> AsyncIterator[StreamChunk]:
-        raise RuntimeError("a bug in the writer")
-        yield  # an async generator
 
 
 def test_a_run_that_fails_unexpectedly_ends_the_stream_with_an_error_event(
