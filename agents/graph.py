@@ -43,7 +43,6 @@ from quarry.core.settings import Settings
 from quarry.core.types import Answer, Evidence, NodeState, PlanNode
 from quarry.retrieval.fusion import reciprocal_rank_fusion
 from quarry.retrieval.library import Library
-from quarry.retrieval.sparse import Analyzer
 
 log = logging.getLogger("quarry.agents")
 
@@ -92,7 +91,7 @@ class AgentGraph:
         self.library = library
         self.settings = settings or library.settings
         self.model = model
-        self.reader = ExtractiveReader(library.embedder, Analyzer(), stored=library.sentences)
+        self.reader = ExtractiveReader.for_library(library)
         self.planner: Planner = planner or (
             ModelPlanner(model)
             if model

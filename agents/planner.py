@@ -151,14 +151,16 @@ def question_parts(question: str) -> list[str]:
     pieces = [p.strip(" ,") for p in _AND_ASKS.split(asking)]
     if len(pieces) < 2 or any(len(p.split()) < 3 for p in pieces) or parse_comparison(text):
         return [text]
-    if not re.search(rf"^(?:.+?,\s*)?(?:in |on |at |for |with |from |by |to )?{_ASKS}\b", pieces[0], re.I):
-        return [text]  # the first part is no question of its own
-    lead = ""
-    first = pieces[0]
-    clause = re.match(rf"(?P<lead>.+?),\s*(?P<rest>(?:in |on |at |for |with |from |by |to )?{_ASKS}\b.*)$", first, re.I)
-    if clause:
-        lead = clause.group("lead").strip() + ", "
-        pieces[0] = clause.group("rest")
+    # the first part asks on its own, perhaps after a leading clause ("When I start it, on which ...")
+    first = re.match(
+        rf"(?:(?P<lead>.+?),\s*)?(?P<rest>(?:in |on |at |for |with |from |by |to )?{_ASKS}\b.*)$",
+        pieces[0],
+        re.I | re.S,
+    )
+    if first is None:
+        return [text]
+    lead = f"{first['lead'].strip()}, " if first["lead"] else ""
+    pieces[0] = first["rest"]
     parts = []
     for piece in pieces:
         body = piece.rstrip("?").strip()

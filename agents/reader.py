@@ -15,6 +15,7 @@ import numpy as np
 from quarry.agents.text import capitalised_spans, dates, quantity_spans, question_entities
 from quarry.core.types import Evidence
 from quarry.retrieval.embedder import SentenceEmbedder
+from quarry.retrieval.library import Library
 from quarry.retrieval.sentence_store import SentenceVectors, StoredSentences
 from quarry.retrieval.sentences import (
     Sentence,
@@ -126,6 +127,12 @@ class ExtractiveReader:
         # the searcher and then the writer rank the same node's evidence: remember a few
         self._recent: OrderedDict[tuple[str, tuple[int, ...]], list[ScoredSentence]] = OrderedDict()
         self._lock = threading.Lock()
+
+    @classmethod
+    def for_library(cls, library: Library) -> ExtractiveReader:
+        """A reader of the library's passages, with its embedder and the sentences its
+        ingest stored."""
+        return cls(library.embedder, Analyzer(), stored=library.sentences)
 
     def content_terms(self, question: str) -> set[str]:
         """The question's analysed terms, less the words that only say what kind of answer it wants."""

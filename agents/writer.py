@@ -174,14 +174,16 @@ class Writer:
         spans: list[str] = []  # the parts' short answers, together on the first line
         shorts: list[str] = []
         body: list[str] = []
+        answered = False
         for part, root in zip(parts, roots, strict=True):
             got, short = self._answer(part, _branch(root, nodes), evidence, cites)
+            answered = answered or bool(got)
             if short and got:
                 spans.append(got[0])
                 shorts.append(short)
                 got = got[1:]
             body.extend(got or [f"{NOT_FOUND.rstrip('.')}: {focus(part)}"])
-        if not shorts and all(NOT_FOUND.lower() in line.lower() for line in body):
+        if not answered:
             return None, None
         return (["; ".join(spans)] if spans else []) + body, "; ".join(shorts) or None
 
@@ -217,16 +219,12 @@ class Writer:
             # with no typed answer to carry it, a hop's sentence must hold something the question
             # still asked after its first passages: a word of the question that the hop searched
             # for and the first answer did not say (a hop on a side entity quotes nothing)
-            terms = self.reader.analyzer
-            open_words = (set(terms(last.question)) & self.reader.content_terms(question)) - (
-                set(terms(reading.sentences[0].text)) if reading.found else set()
-            )
-            bearing = (
-                None
-                if hop_span is not None or not reading.found
-                else {s.text for s in hop.sentences if open_words & set(terms(s.text))}
-            )
-            kept = [s for s in hop.sentences if bearing is None or s.text in bearing]
+            kept = hop.sentences
+            if hop_span is None and reading.found:
+                terms = self.reader.analyzer
+                open_words = set(terms(last.question)) & self.reader.content_terms(question)
+                open_words -= set(terms(reading.sentences[0].text))
+                kept = [s for s in hop.sentences if open_words & set(terms(s.text))]
             if kept:
                 picked = picked[:1]
             for s in kept:

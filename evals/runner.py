@@ -44,7 +44,6 @@ from quarry.evals.types import CorpusDoc, Dataset, QAItem
 from quarry.retrieval.errors import CollectionNotFoundError, DocumentError
 from quarry.retrieval.library import Library
 from quarry.retrieval.loaders import safe_source_name, text_document
-from quarry.retrieval.sparse import Analyzer
 
 _MODES = {"dense": "dense", "bm25": "sparse", "hybrid": "hybrid", "graph": "graph"}
 
@@ -312,7 +311,7 @@ def build_systems(
     specs: list[SystemSpec], library: Library, targets: Targets, config: EvalConfig, model: ChatModel | None
 ) -> list[System]:
     settings = library.settings
-    reader = ExtractiveReader(library.embedder, Analyzer(), stored=library.sentences)
+    reader = ExtractiveReader.for_library(library)
     llama: LlamaIndexRetrieve | None = None
     systems: list[System] = []
     for spec in specs:

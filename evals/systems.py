@@ -28,7 +28,6 @@ from quarry.evals.errors import EvalError
 from quarry.evals.types import QAItem
 from quarry.retrieval.library import Library
 from quarry.retrieval.reorder import reorder_for_reader
-from quarry.retrieval.sparse import Analyzer
 
 BASE_SYSTEMS = ("dense", "bm25", "hybrid", "graph", "llamaindex", "agent")
 _ALIASES = {"sparse": "bm25", "llama-index": "llamaindex"}
@@ -207,7 +206,7 @@ class AgentSystem:
 
     def __init__(self, name: str, library: Library, settings: Settings, model: ChatModel | None = None) -> None:
         self.name = name
-        reader = ExtractiveReader(library.embedder, Analyzer(), stored=library.sentences)
+        reader = ExtractiveReader.for_library(library)
         self.searcher = _TimedSearcher(library, settings.agents, reader, model)
         self.graph = AgentGraph(library, settings=settings, model=model, executor=LocalExecutor(self.searcher))
 

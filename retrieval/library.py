@@ -43,7 +43,7 @@ class Library:
         reranker: CrossEncoderReranker | None = None,
     ) -> None:
         self.settings = settings or get_settings()
-        # private when made here (quarry ingest, ask or search with no `serve`, which also tightens an existing one)
+        # private when this makes it (quarry ingest, ask or search run without `serve`, which makes its own)
         self.settings.storage.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         storage = self.settings.storage
         self.store = store or Store(storage.resolved_database_url, auto_upgrade=storage.auto_upgrade)
