@@ -83,11 +83,8 @@ def check_scope(principal: Principal, collection: str) -> None:
 def visible_job(services: Services, principal: Principal, job_id: str, kind: str | None = None) -> JobInfo:
     """A job of the key's tenant on a collection in the key's scope (of `kind`, if given);
     any other job answers 404 exactly as one that does not exist."""
-    try:
-        job = services.jobs.get(job_id, principal.tenant)
-    except JobNotFoundError:
-        job = None
-    if job is None or not principal.may_see(job.collection):
+    job = services.jobs.get(job_id, principal.tenant)  # another tenant's job: JobNotFoundError
+    if not principal.may_see(job.collection):
         raise JobNotFoundError(f"no job {job_id!r}")
     if kind is not None and job.kind != kind:
         raise JobNotFoundError(f"no {kind} job {job_id!r}")

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from fastapi import HTTPException, Request, UploadFile
 from starlette.types import Message
 
+from quarry.api.errors import status_for
 from quarry.core.settings import Settings
-from quarry.retrieval.errors import DocumentError, DocumentTooLargeError, UnsupportedTypeError
+from quarry.retrieval.errors import DocumentError, UnsupportedTypeError
 from quarry.retrieval.loaders import load_bytes, media_type_for, safe_source_name
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]|(^|[/\\])\.\.([/\\]|$)|^[/\\]|^[A-Za-z]:[/\\]")
@@ -97,7 +98,7 @@ async def read_uploads(files: list[UploadFile], settings: Settings, skip_unsuppo
             problems = await asyncio.to_thread(_check, bytes(data), source, settings)
         except DocumentError as exc:
             errors.append({"file": source, "error": str(exc)})
-            codes.add(_status(exc))
+            codes.add(status_for(exc))
             continue
         if problems:
             errors.extend({"file": source, "error": p} for p in problems)
@@ -145,14 +146,6 @@ def _source_names(files: list[UploadFile]) -> list[str]:
             },
         )
     return names
-
-
-def _status(exc: DocumentError) -> int:
-    if isinstance(exc, DocumentTooLargeError):
-        return 413
-    if isinstance(exc, UnsupportedTypeError):
-        return 415
-    return 422
 
 
 def _reject(errors: list[dict[str, str]], codes: set[int]) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -141,10 +142,7 @@ def ingest(
             highlight=False,
         )
         if report.skipped:
-            kinds: dict[str, int] = {}
-            for skipped in report.skipped:
-                suffix = Path(skipped.source).suffix.lower() or "(no extension)"
-                kinds[suffix] = kinds.get(suffix, 0) + 1
+            kinds = Counter(Path(s.source).suffix.lower() or "(no extension)" for s in report.skipped)
             listed = ", ".join(f"{k} ({n})" for k, n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0])))
             err.print(f"skipped {len(report.skipped)} files of unsupported types: {listed}", highlight=False)
         for failure in report.failed:

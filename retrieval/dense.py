@@ -143,7 +143,7 @@ class DenseIndex:
             if self._trained_size:
                 ivf = faiss.extract_index_ivf(self._index)
                 # a small allowed set may sit in lists the probe would skip: visit them all
-                nprobe = ivf.nlist if len(allowed) < 0.05 * n else self._probe
+                nprobe = ivf.nlist if len(allowed) < 0.05 * n else ivf.nprobe
                 params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
             else:
                 params = faiss.SearchParameters(sel=selector)

@@ -137,7 +137,8 @@ class MicroBatcher:
             for q in batch:
                 q.error = exc
         with self._cond:
-            self.batches = [*self.batches[-999:], len(batch)]
+            self.batches.append(len(batch))
+            del self.batches[:-1000]
             successor = self._pending[0] if self._pending else None
             if successor is None:
                 self._running -= 1

@@ -128,14 +128,11 @@ class Ingestor:
         try:
             media_type = media_type_for(item.source)
             loaded = list(load_file(item.path, item.source, self.settings))
-        except UnsupportedTypeError as exc:
-            if self.skip_unsupported:
+        except DocumentError as exc:
+            if self.skip_unsupported and isinstance(exc, UnsupportedTypeError):
                 report.skipped.append(DocumentFailure(source=item.source, error=str(exc)))
             else:
                 self._fail(collection_id, item.source, _guess_media_type(item.source), str(exc), report)
-            return
-        except DocumentError as exc:
-            self._fail(collection_id, item.source, _guess_media_type(item.source), str(exc), report)
             return
         except Exception as exc:  # any parser failure is this document's error
             message = f"{item.source}: cannot read ({type(exc).__name__}: {exc})"

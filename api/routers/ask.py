@@ -61,7 +61,6 @@ async def ask_stream(
     # fail before streaming when the collection or question is bad: a plain HTTP error
     agent.library.collection(name)
     question = check_question(body.question, services.settings.search.max_query_chars)
-    agent.library.retriever.validate(question)
 
     async def events() -> AsyncIterator[dict[str, str]]:
         # on a disconnect EventSourceResponse cancels this generator; closing the run's
