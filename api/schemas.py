@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from quarry.api.keys import Right
+from quarry.api.keys import KeyInfo, Right
 from quarry.core.settings import MAX_QUERY_CHARS
 from quarry.core.types import Citation, Evidence, Hit, PlanNode
 
@@ -182,14 +182,8 @@ class KeyCreate(_In):
     rights: Right = Right.READ
 
 
-class KeyOut(BaseModel):
-    id: str
-    name: str
-    tenant: str
-    collections: list[str]
-    rights: Right
-    revoked: bool
-    created_at: Timestamp
+class KeyOut(KeyInfo):
+    created_at: Timestamp  # with its zone, always
 
 
 class KeyCreated(BaseModel):

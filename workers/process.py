@@ -94,13 +94,6 @@ class DirectoryLock:
             os.ftruncate(self.fd, 0)
             os.pwrite(self.fd, f"{pid}\n".encode(), 0)
 
-    def holder(self) -> int | None:
-        """The pid recorded in the lock file, if any."""
-        try:
-            return int(self.path.read_text().strip())
-        except (OSError, ValueError):
-            return None
-
     def release(self) -> None:
         if self.fd is not None:
             with contextlib.suppress(OSError):
